@@ -1,0 +1,1 @@
+"""Qt-free, torch-free vocabulary shared by every layer."""

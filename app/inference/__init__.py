@@ -1,0 +1,1 @@
+"""Model backends. No module here imports torch or transformers at module level."""

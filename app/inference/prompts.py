@@ -1,0 +1,86 @@
+"""Prompts written for people who are blind or have low vision.
+
+Backends render a Prompt into their own format (chat template with image/audio placeholders
+locally, OpenAI content parts remotely); the words live here, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.core.types import JobRequest, Task, Turn
+
+SYSTEM = (
+    "You are Sightline, an assistant for people who are blind or have low vision. "
+    "Your answers are read aloud by a speech synthesizer, so write plain sentences: no markdown, "
+    "no tables, no emoji, no bullet symbols. Put the most important thing first. "
+    "Be accurate; if you cannot see or hear something clearly, say so instead of guessing. "
+    "Answer in {language}."
+)
+
+TASK_TEXT: dict[Task, str] = {
+    Task.DESCRIBE_BRIEF: (
+        "This is a screenshot of my computer screen. In three or four short sentences, tell me: "
+        "first, which application and window this is; then what has keyboard focus or is "
+        "selected; then anything that needs my attention, such as an error, a dialog, a "
+        "notification or a required field. Do not describe decoration."
+    ),
+    Task.DESCRIBE_FULL: (
+        "This is a screenshot of my computer screen. Describe it in detail for someone who cannot "
+        "see it. Start with the application and window, then what has focus, then go through the "
+        "screen from top to bottom: menus and toolbars, the main content, side panels, and the "
+        "status bar. Name buttons and fields with their labels and say their state (checked, "
+        "disabled, empty). Mention any error or dialog first if there is one."
+    ),
+    Task.READ_TEXT: (
+        "Read out all the text in this image, exactly as written, in reading order: top to "
+        "bottom, left to right, one block at a time. Do not summarise and do not describe "
+        "anything that is not text."
+    ),
+    Task.CAMERA_SCENE: (
+        "This is a photo from my camera. Describe what is in front of me in a few sentences: "
+        "the main objects and people, where they are (left, right, near, far), any text you can "
+        "read, and anything that could be a hazard."
+    ),
+    Task.CAMERA_DOCUMENT: (
+        "This is a photo of a document I am holding up to the camera. Read its text in reading "
+        "order. Say first what kind of document it is (letter, bill, label, menu...). If part of "
+        "the page is cut off or too blurry to read, say which part."
+    ),
+    Task.ASK_IMAGE: (
+        "Answer my question about this image briefly and directly. If the answer is not visible, "
+        "say so."
+    ),
+    Task.TRANSCRIBE: "Transcribe the audio clip into text, exactly as spoken.",
+    Task.ASK_SPOKEN: "Answer my question briefly and directly.",
+}
+
+SPOKEN_QUESTION = "The audio is my question; answer it."
+
+
+@dataclass(frozen=True)
+class Prompt:
+    system: str
+    history: tuple[Turn, ...]
+    user_text: str
+    with_image: bool
+    with_audio: bool
+
+
+def build_prompt(request: JobRequest) -> Prompt:
+    task_text = TASK_TEXT[request.task]
+    parts = [task_text]
+    if request.task in (Task.ASK_IMAGE, Task.ASK_SPOKEN):
+        if request.question:
+            parts.append(f"My question: {request.question.strip()}")
+        elif request.audio is not None:
+            parts.append(SPOKEN_QUESTION)
+    elif request.question:
+        parts.append(request.question.strip())
+    return Prompt(
+        system=SYSTEM.format(language=request.language),
+        history=request.history,
+        user_text="\n".join(parts),
+        with_image=request.image is not None,
+        with_audio=request.audio is not None,
+    )

@@ -1,0 +1,128 @@
+"""Choose the backend that answers, fall back to the next that can run, and say why.
+
+Order for "auto": local Phi-4 (if its weights are here), the remote server (if one is set),
+then the OCR default, which always runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from app.core.errors import BackendUnavailableError, SightlineError
+from app.core.types import JobRequest
+from app.inference.base import ModelBackend
+from app.settings.schema import Settings
+
+BACKEND_ORDER = ("local", "remote", "ocr")
+BACKEND_NAMES = ("auto", *BACKEND_ORDER)
+
+
+def _make_local(settings: Settings) -> ModelBackend:
+    from app.inference.phi4_local import Phi4LocalBackend
+
+    return Phi4LocalBackend.from_settings(settings)
+
+
+def _make_remote(settings: Settings) -> ModelBackend:
+    from app.inference.openai_compatible import OpenAICompatibleBackend
+
+    return OpenAICompatibleBackend.from_settings(settings)
+
+
+def _make_ocr(settings: Settings) -> ModelBackend:
+    from app.inference.ocr import OcrBackend
+
+    return OcrBackend.from_settings(settings)
+
+
+FACTORIES: dict[str, Callable[[Settings], ModelBackend]] = {
+    "local": _make_local,
+    "remote": _make_remote,
+    "ocr": _make_ocr,
+}
+
+
+@dataclass
+class Choice:
+    backend: ModelBackend
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (display name, reason)
+
+    def explanation(self) -> str:
+        """One or two sentences: who answers, and why the others did not."""
+        text = f"Answering with {self.backend.display_name}."
+        if self.skipped:
+            reasons = "; ".join(f"{name}: {reason}" for name, reason in self.skipped)
+            text += f" Skipped {reasons}."
+        return text
+
+
+class BackendRegistry:
+    """Builds backends once and reuses them (the local model is expensive to load)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        factories: dict[str, Callable[[Settings], ModelBackend]] | None = None,
+    ):
+        self.settings = settings
+        self._factories = dict(factories or FACTORIES)
+        self._built: dict[str, ModelBackend] = {}
+
+    def get(self, name: str) -> ModelBackend:
+        if name not in self._built:
+            if name not in self._factories:
+                raise BackendUnavailableError(
+                    f"There is no backend called {name}. Choose one of: {', '.join(BACKEND_NAMES)}."
+                )
+            self._built[name] = self._factories[name](self.settings)
+        return self._built[name]
+
+    def order(self, preference: str) -> list[str]:
+        names = [n for n in BACKEND_ORDER if n in self._factories]
+        if preference and preference != "auto":
+            if preference not in self._factories:
+                raise BackendUnavailableError(
+                    f"There is no backend called {preference}. "
+                    f"Choose one of: {', '.join(BACKEND_NAMES)}."
+                )
+            names.remove(preference)
+            names.insert(0, preference)
+        return names
+
+    def choose(
+        self,
+        request: JobRequest | None = None,
+        preference: str | None = None,
+        *,
+        strict: bool = False,
+    ) -> Choice:
+        """Pick a backend for `request`.
+
+        `strict`: the user named this backend explicitly (e.g. on the command line), so if it
+        cannot run, say why instead of silently answering with another one.
+        """
+        preference = preference or self.settings.backend
+        skipped: list[tuple[str, str]] = []
+        for name in self.order(preference):
+            try:
+                backend = self.get(name)
+                status = backend.check()
+                if status.ok and request is not None:
+                    status = backend.supports(request)
+            except SightlineError as exc:
+                if strict and name == preference:
+                    raise
+                skipped.append((name, exc.sentence))
+                continue
+            if status.ok:
+                return Choice(backend, skipped)
+            if strict and name == preference:
+                raise BackendUnavailableError(status.reason)
+            skipped.append((backend.display_name, status.reason))
+        reasons = " ".join(f"{name}: {reason}." for name, reason in skipped)
+        raise BackendUnavailableError(f"No backend can answer this. {reasons}".strip())
+
+    def unload_all(self) -> None:
+        for backend in self._built.values():
+            backend.unload()
