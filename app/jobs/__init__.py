@@ -1,0 +1,1 @@
+"""The GUI-thread job controller and the one inference worker thread."""

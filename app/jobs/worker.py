@@ -1,0 +1,127 @@
+"""InferenceWorker: the one QThread that owns the backends and runs one job at a time.
+
+The GUI thread talks to it only through queued signals (submit/preload below), and it answers
+only through signals, each tagged with the job id so the controller can drop late chunks of a
+job that was superseded. Cancelling is done by setting the job's CancelToken directly from the GUI
+thread: the backend sees it within one decoding step. Jobs still queued behind the running one
+find their token already set and are dropped without running. The thread is never terminated;
+stop() cancels, quits its event loop and joins it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from app.core.cancel import CancelToken
+from app.core.errors import Cancelled, SightlineError
+from app.core.types import JobRequest
+from app.inference.registry import BackendRegistry
+from app.inference.runner import JobResult, run_request
+
+log = logging.getLogger(__name__)
+
+
+class _WorkerObject(QObject):
+    """Lives in the worker thread; its slots run there."""
+
+    started = Signal(int, str)  # job id, explanation (who answers and why)
+    chunk = Signal(int, str)  # job id, text
+    finished = Signal(int, object)  # job id, JobResult
+    status = Signal(str)  # model loading news for the user ("Model ready")
+    loadFailed = Signal(str)
+
+    def __init__(self, registry: BackendRegistry):
+        super().__init__()
+        self.registry = registry
+
+    @Slot(object, object, str)
+    def run_job(self, request: JobRequest, cancel: CancelToken, preference: str) -> None:
+        if cancel.cancelled:  # superseded while it waited in the queue: drop it
+            self.finished.emit(request.job_id, JobResult(job_id=request.job_id, error=Cancelled()))
+            return
+        result = run_request(
+            self.registry,
+            request,
+            cancel,
+            preference=preference or None,
+            on_chunk=lambda text: self.chunk.emit(request.job_id, text),
+            on_status=lambda text: self.started.emit(request.job_id, text),
+        )
+        self.finished.emit(request.job_id, result)
+
+    @Slot(object)
+    def preload(self, cancel: CancelToken) -> None:
+        """Load the preferred backend in the background after start."""
+        try:
+            choice = self.registry.choose()
+            backend = choice.backend
+            if not backend.loaded:
+                self.status.emit(f"Loading {backend.display_name}.")
+                backend.load(cancel)
+            self.status.emit(f"Ready: {backend.display_name}.")
+            for name, reason in choice.skipped:
+                log.info("preload skipped %s: %s", name, reason)
+        except SightlineError as exc:
+            self.loadFailed.emit(exc.sentence)
+        except Exception as exc:
+            log.exception("preload failed")
+            self.loadFailed.emit(f"The model could not be loaded ({type(exc).__name__}). The details are in the log.")
+
+    @Slot()
+    def unload(self) -> None:
+        self.registry.unload_all()
+
+
+class InferenceWorker(QObject):
+    """Owned by the GUI thread; wraps the thread and the object living in it."""
+
+    _submit = Signal(object, object, str)
+    _preload = Signal(object)
+    _unload = Signal()
+
+    def __init__(self, registry: BackendRegistry, parent: QObject | None = None):
+        super().__init__(parent)
+        self._thread = QThread()
+        self._thread.setObjectName("sightline-inference")
+        self._obj = _WorkerObject(registry)
+        self._obj.moveToThread(self._thread)
+        # Queued connections: the slots run in the worker thread, in submission order.
+        self._submit.connect(self._obj.run_job)
+        self._preload.connect(self._obj.preload)
+        self._unload.connect(self._obj.unload)
+        self.started = self._obj.started
+        self.chunk = self._obj.chunk
+        self.finished = self._obj.finished
+        self.status = self._obj.status
+        self.loadFailed = self._obj.loadFailed
+        self._tokens: list[CancelToken] = []
+        self._thread.start()
+
+    @property
+    def registry(self) -> BackendRegistry:
+        return self._obj.registry
+
+    def submit(self, request: JobRequest, cancel: CancelToken, preference: str = "") -> None:
+        self._tokens = [t for t in self._tokens if not t.cancelled] + [cancel]
+        self._submit.emit(request, cancel, preference)
+
+    def preload(self) -> CancelToken:
+        token = CancelToken()
+        self._tokens.append(token)
+        self._preload.emit(token)
+        return token
+
+    def stop(self, timeout_ms: int = 10_000) -> bool:
+        """Cancel everything, free the model, quit the thread and join it."""
+        for token in self._tokens:
+            token.cancel("quit")
+        if self._thread.isRunning():
+            self._unload.emit()
+            self._thread.quit()
+            joined = self._thread.wait(timeout_ms)
+            if not joined:
+                log.warning("the inference thread did not stop within %d ms", timeout_ms)
+            return joined
+        return True
