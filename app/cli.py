@@ -38,12 +38,20 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine")
-    g.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
-                   help="which engine answers (default: your setting, normally auto)")
+    g.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default=None,
+        help="which engine answers (default: your setting, normally auto)",
+    )
     g.add_argument("--model", metavar="DIR", help="folder holding the Phi-4-multimodal weights")
     g.add_argument("--server", metavar="URL", help="a vLLM server, e.g. https://ai.example.org:8000/v1")
-    g.add_argument("--crops", choices=[d.value for d in Detail], default=None,
-                   help="image detail the model may use: low is fastest (default: normal)")
+    g.add_argument(
+        "--crops",
+        choices=[d.value for d in Detail],
+        default=None,
+        help="image detail the model may use: low is fastest (default: normal)",
+    )
     g.add_argument("--language", help="the language the answer is written in")
     g.add_argument("--max-tokens", type=int, default=None, help="longest answer, in tokens")
     g.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
@@ -56,10 +64,19 @@ def _add_image_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     src.add_argument("--window", action="store_true", help="capture the active window")
     src.add_argument("--region", metavar="X,Y,W,H", help="capture a region of the screen")
     src.add_argument("--pointer", action="store_true", help="capture the area around the mouse pointer")
-    src.add_argument("--camera", metavar="SOURCE", nargs="?", const="0",
-                     help="take a photo: a camera index, a video file or a stream URL (default 0)")
-    p.add_argument("--monitor", type=int, default=None,
-                   help="with --screen: monitor number, 1 for the first; 0 for all monitors")
+    src.add_argument(
+        "--camera",
+        metavar="SOURCE",
+        nargs="?",
+        const="0",
+        help="take a photo: a camera index, a video file or a stream URL (default 0)",
+    )
+    p.add_argument(
+        "--monitor",
+        type=int,
+        default=None,
+        help="with --screen: monitor number, 1 for the first; 0 for all monitors",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,8 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("describe", help="describe the screen, a window, a region, a photo or an image")
     _add_image_options(p, required=True)
-    p.add_argument("--detail", choices=("brief", "full"), default="brief",
-                   help="brief says what matters first; full goes through everything")
+    p.add_argument(
+        "--detail",
+        choices=("brief", "full"),
+        default="brief",
+        help="brief says what matters first; full goes through everything",
+    )
     _add_engine_options(p)
 
     p = sub.add_parser("read", help="read all the text, in reading order")
@@ -209,9 +230,13 @@ def _run_and_print(args, settings, requests: list[JobRequest]) -> int:
     try:
         for request in requests:
             result = run_request(
-                registry, request, cancel,
-                preference=args.backend or settings.backend, strict=strict,
-                on_chunk=on_chunk if streaming else None, on_status=on_status,
+                registry,
+                request,
+                cancel,
+                preference=args.backend or settings.backend,
+                strict=strict,
+                on_chunk=on_chunk if streaming else None,
+                on_status=on_status,
             )
             results.append(result)
             if streaming and result.text and len(requests) > 1:
@@ -227,7 +252,10 @@ def _run_and_print(args, settings, requests: list[JobRequest]) -> int:
         obj = last.to_json()
         if len(results) > 1:
             obj["text"] = "\n".join(r.text for r in results)
-            obj["tokens"] = {"in": sum(r.tokens_in for r in results), "out": sum(r.tokens_out for r in results)}
+            obj["tokens"] = {
+                "in": sum(r.tokens_in for r in results),
+                "out": sum(r.tokens_out for r in results),
+            }
             obj["timings"]["total"] = round(sum(r.timings["total"] or 0 for r in results), 4)
         print(json.dumps(obj, ensure_ascii=False))
     elif last.text and not last.text.endswith("\n"):
@@ -285,7 +313,9 @@ def cmd_transcribe(args) -> int:
     settings = _load_settings(args)
     audio = load_audio(args.audio, max_seconds=None)
     pieces = split_for_transcription(audio)
-    requests = [JobRequest(task=Task.TRANSCRIBE, audio=piece, **_request_common(settings)) for piece in pieces]
+    requests = [
+        JobRequest(task=Task.TRANSCRIBE, audio=piece, **_request_common(settings)) for piece in pieces
+    ]
     return _run_and_print(args, settings, requests)
 
 
@@ -367,8 +397,11 @@ def cmd_server(args) -> int:
     from app.inference import server_tools
 
     if args.server_command == "command":
-        print(server_tools.vllm_serve_command(args.snapshot) if args.snapshot
-              else server_tools.vllm_serve_command())
+        print(
+            server_tools.vllm_serve_command(args.snapshot)
+            if args.snapshot
+            else server_tools.vllm_serve_command()
+        )
         return ExitCode.OK
     settings = _load_settings(args)
     report = server_tools.check_server(args.url, settings)
@@ -415,8 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.OK
     except Exception as exc:  # never a traceback for the user; the log keeps it
         log.exception("%s failed unexpectedly", args.command)
-        print(f"Something went wrong inside Sightline ({type(exc).__name__}). The details are in the log.",
-              file=sys.stderr)
+        print(
+            f"Something went wrong inside Sightline ({type(exc).__name__}). The details are in the log.",
+            file=sys.stderr,
+        )
         return ExitCode.UNEXPECTED
 
 

@@ -14,8 +14,17 @@ import sys
 from pathlib import Path
 
 HEAVY = {
-    "torch", "torchvision", "transformers", "peft", "accelerate", "cv2", "onnxruntime",
-    "rapidocr", "bitsandbytes", "flash_attn", "scipy",
+    "torch",
+    "torchvision",
+    "transformers",
+    "peft",
+    "accelerate",
+    "cv2",
+    "onnxruntime",
+    "rapidocr",
+    "bitsandbytes",
+    "flash_attn",
+    "scipy",
 }
 
 

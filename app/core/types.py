@@ -171,7 +171,7 @@ class JobRequest:
 
     @property
     def modality(self) -> str:
-        """"vision" for any image, "speech" for audio alone, "text" otherwise."""
+        """ "vision" for any image, "speech" for audio alone, "text" otherwise."""
         if self.image is not None:
             return "vision"
         if self.audio is not None:

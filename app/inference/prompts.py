@@ -48,8 +48,7 @@ TASK_TEXT: dict[Task, str] = {
         "the page is cut off or too blurry to read, say which part."
     ),
     Task.ASK_IMAGE: (
-        "Answer my question about this image briefly and directly. If the answer is not visible, "
-        "say so."
+        "Answer my question about this image briefly and directly. If the answer is not visible, say so."
     ),
     Task.TRANSCRIBE: "Transcribe the audio clip into text, exactly as spoken.",
     Task.ASK_SPOKEN: "Answer my question briefly and directly.",

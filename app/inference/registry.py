@@ -83,8 +83,7 @@ class BackendRegistry:
         if preference and preference != "auto":
             if preference not in self._factories:
                 raise BackendUnavailableError(
-                    f"There is no backend called {preference}. "
-                    f"Choose one of: {', '.join(BACKEND_NAMES)}."
+                    f"There is no backend called {preference}. Choose one of: {', '.join(BACKEND_NAMES)}."
                 )
             names.remove(preference)
             names.insert(0, preference)

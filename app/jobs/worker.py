@@ -67,7 +67,9 @@ class _WorkerObject(QObject):
             self.loadFailed.emit(exc.sentence)
         except Exception as exc:
             log.exception("preload failed")
-            self.loadFailed.emit(f"The model could not be loaded ({type(exc).__name__}). The details are in the log.")
+            self.loadFailed.emit(
+                f"The model could not be loaded ({type(exc).__name__}). The details are in the log."
+            )
 
     @Slot()
     def unload(self) -> None:

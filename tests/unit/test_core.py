@@ -98,8 +98,9 @@ def _registry(**backends):
 def test_registry_falls_back_and_says_why():
     local = ScriptedBackend(name="local", ok=False, reason="the model is not installed")
     ocr = ScriptedBackend(name="ocr")
-    choice = _registry(local=local, remote=ScriptedBackend(name="remote", ok=False, reason="no server is set"),
-                       ocr=ocr).choose()
+    choice = _registry(
+        local=local, remote=ScriptedBackend(name="remote", ok=False, reason="no server is set"), ocr=ocr
+    ).choose()
     assert choice.backend is ocr
     text = choice.explanation()
     assert "the ocr backend" in text and "the model is not installed" in text and "no server is set" in text
@@ -127,16 +128,26 @@ def test_registry_skips_backend_that_cannot_take_audio():
 def test_runner_streams_and_times():
     backend = ScriptedBackend(name="local", chunks=["One. ", "Two."])
     seen = []
-    result = run_request(_registry(local=backend), JobRequest(Task.ASK_SPOKEN, question="q"), CancelToken(),
-                         on_chunk=seen.append)
+    result = run_request(
+        _registry(local=backend),
+        JobRequest(Task.ASK_SPOKEN, question="q"),
+        CancelToken(),
+        on_chunk=seen.append,
+    )
     assert result.ok and seen == ["One. ", "Two."] and result.text == "One. Two."
     assert result.backend == "local" and backend.load_calls == 1
-    assert result.timings["first_chunk"] is not None and result.timings["total"] >= result.timings["first_chunk"]
+    assert (
+        result.timings["first_chunk"] is not None and result.timings["total"] >= result.timings["first_chunk"]
+    )
 
 
 def test_runner_keeps_partial_text_on_failure():
-    backend = ScriptedBackend(name="local", chunks=["Part one. ", "two"], fail_after=1,
-                              error=SightlineError("The server stopped answering."))
+    backend = ScriptedBackend(
+        name="local",
+        chunks=["Part one. ", "two"],
+        fail_after=1,
+        error=SightlineError("The server stopped answering."),
+    )
     result = run_request(_registry(local=backend), JobRequest(Task.ASK_SPOKEN, question="q"), CancelToken())
     assert result.text == "Part one. " and result.error.sentence == "The server stopped answering."
 
@@ -147,8 +158,9 @@ def test_runner_turns_unexpected_exception_into_sentence():
             raise ZeroDivisionError("bug")
             yield ""
 
-    result = run_request(_registry(local=Boom(name="local")), JobRequest(Task.ASK_SPOKEN, question="q"),
-                         CancelToken())
+    result = run_request(
+        _registry(local=Boom(name="local")), JobRequest(Task.ASK_SPOKEN, question="q"), CancelToken()
+    )
     assert "went wrong" in result.error.sentence and "ZeroDivisionError" not in result.error.sentence
 
 
