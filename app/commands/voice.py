@@ -1,0 +1,97 @@
+"""Spoken commands that work without the model: an offline command grammar.
+
+pocketsphinx ships an English acoustic model and dictionary. Free dictation with it is poor, but a
+small grammar of a few commands is recognised reliably in a few milliseconds, and speech outside
+the grammar (an open question) yields no hypothesis at all, which is how we tell the user that open
+questions need the model. Qt-free; pocketsphinx is imported when first used.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+
+from app.core.types import AudioInput
+
+log = logging.getLogger(__name__)
+
+# Phrase variants per command id (ids match app.commands.registry).
+GRAMMAR = """#JSGF V1.0;
+grammar sightline;
+public <command> = [please] ( <describe> | <read> | <repeat> | <stop> ) [please];
+<describe> = (describe | what is on) [the] screen;
+<read> = read ([all] [the] (text | words) | everything | [the] screen | it | aloud);
+<repeat> = repeat [that] | say that again;
+<stop> = stop | be quiet;
+"""
+
+# The decoder can return a partial path ("read", "read the") when the speech did not reach the
+# end of a phrase; only complete phrases count, which rejects most speech outside the grammar.
+_OPT_PLEASE = r"(?:please )?"
+PHRASES = (
+    ("describe_screen", r"(?:describe|what is on) (?:the )?screen"),
+    ("read_text", r"read (?:(?:all )?(?:the )?(?:text|words)|everything|(?:the )?screen|it|aloud)"),
+    ("repeat_last", r"repeat(?: that)?|say that again"),
+    ("stop", r"stop|be quiet"),
+)
+_COMPILED = tuple(
+    (command_id, re.compile(rf"{_OPT_PLEASE}(?:{pattern})(?: please)?")) for command_id, pattern in PHRASES
+)
+
+OPEN_QUESTION_NEEDS_MODEL = (
+    "Without the Phi-4 model I understand only a few spoken commands: describe the screen, read the "
+    "text, repeat, and stop. For open questions, download the model with: sightline model download."
+)
+
+
+@dataclass(frozen=True)
+class VoiceMatch:
+    command_id: str
+    heard: str
+
+
+class VoiceCommandRecognizer:
+    """Thread-safe: one decoder, used under a lock (decoding takes milliseconds)."""
+
+    def __init__(self) -> None:
+        self._decoder = None
+        self._lock = threading.Lock()
+
+    def available(self) -> bool:
+        import importlib.util
+
+        return importlib.util.find_spec("pocketsphinx") is not None
+
+    def _ensure(self):
+        if self._decoder is None:
+            import pocketsphinx
+
+            config = pocketsphinx.Config()
+            config["loglevel"] = "FATAL"
+            decoder = pocketsphinx.Decoder(config)
+            decoder.add_jsgf_string("commands", GRAMMAR)
+            decoder.activate_search("commands")
+            self._decoder = decoder
+        return self._decoder
+
+    def recognize(self, audio: AudioInput) -> VoiceMatch | None:
+        """The command heard, or None when the speech is not one of the commands."""
+        import numpy as np
+
+        pcm = (np.clip(audio.samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+        with self._lock:
+            decoder = self._ensure()
+            decoder.start_utt()
+            decoder.process_raw(pcm, full_utt=True)
+            decoder.end_utt()
+            hyp = decoder.hyp()
+        heard = (hyp.hypstr if hyp is not None else "").strip()
+        log.info("voice command grammar heard %r", heard)
+        if not heard:
+            return None
+        for command_id, pattern in _COMPILED:
+            if pattern.fullmatch(heard):
+                return VoiceMatch(command_id, heard)
+        return None
