@@ -149,7 +149,7 @@ def _load_settings(args: argparse.Namespace):
     from app.settings.store import load_settings
 
     settings, notice = load_settings()
-    if notice:
+    if notice:  # a damaged settings file: the user hears why defaults are in use
         print(notice, file=sys.stderr)
     changes: dict = {}
     if getattr(args, "model", None):
@@ -173,7 +173,7 @@ def _parse_region(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
-def _image_from_args(args: argparse.Namespace, settings):
+def _image_from_args(args: argparse.Namespace, settings, *, document: bool = False):
     """The image the user pointed at, or None when no image option was given."""
     from app.capture import screen
 
@@ -191,9 +191,9 @@ def _image_from_args(args: argparse.Namespace, settings):
     if args.pointer:
         return screen.capture_pointer(settings.pointer_box)
     if args.camera is not None:
-        from app.capture.camera import capture_photo
+        from app.capture.camera import capture
 
-        return capture_photo(args.camera)
+        return capture(args.camera, document=document)
     return None
 
 
@@ -284,7 +284,7 @@ def cmd_describe(args) -> int:
 
 def cmd_read(args) -> int:
     settings = _load_settings(args)
-    image = _image_from_args(args, settings)
+    image = _image_from_args(args, settings, document=True)
     if image.note:
         print(image.note, file=sys.stderr)
     task = Task.CAMERA_DOCUMENT if args.camera is not None else Task.READ_TEXT
