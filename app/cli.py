@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
         mp = msub.add_parser(name, help=helptext)
         mp.add_argument("--model", metavar="DIR", help="model folder (default: your models folder)")
         mp.add_argument("--json", action="store_true", help="print JSON")
+        if name == "verify":
+            mp.add_argument("--deep", action="store_true",
+                            help="also check every byte against its checksum (slow: reads all 12 GB)")
 
     p = sub.add_parser("devices", help="list monitors, cameras, microphones, speech drivers and voices")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -332,7 +335,7 @@ def cmd_model(args) -> int:
             print(status["sentence"])
         return ExitCode.OK if status["state"] == "ready" else ExitCode.MODEL_MISSING
     if args.model_command == "verify":
-        report = model_store.verify_model_folder(folder)
+        report = model_store.verify_model_folder(folder, deep=args.deep)
         if args.json:
             print(json.dumps(report.to_json(), ensure_ascii=False, default=str))
         else:

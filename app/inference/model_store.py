@@ -1,0 +1,1340 @@
+"""Where the Phi-4-multimodal weights live, and whether a folder holds a usable copy.
+
+`inspect_model_folder` is cheap (no hashing, no torch): it reads small JSON files and the few-KiB
+safetensors headers, and tells READY / MISSING / INCOMPLETE / WRONG_FORMAT / CORRUPT with the
+sentence a user hears.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import hashlib
+import http.client
+import json
+import logging
+import os
+import re
+import shutil
+import struct
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
+
+from app import paths
+from app.core.cancel import CancelToken
+from app.core.errors import (
+    Cancelled,
+    DownloadError,
+    ModelFormatError,
+    ModelIncompleteError,
+    ModelNotFoundError,
+    SightlineError,
+)
+
+if TYPE_CHECKING:
+    from app.settings.schema import Settings
+
+MODEL_FOLDER_NAME = "Phi-4-multimodal-instruct"
+NATIVE_MODEL_TYPE = "phi4_multimodal"
+REMOTE_CODE_MODEL_TYPES = ("phi4mm",)
+#: hidden folder inside the model folder holding partial downloads until they are complete
+PARTIAL_DIR_NAME = ".sightline-partial"
+#: small JSON file recording which revision (and commit) a folder was downloaded from
+MARKER_NAME = ".sightline-model.json"
+_LOCK_NAME = "download.lock"
+ADAPTERS = ("vision-lora", "speech-lora")
+DOWNLOAD_COMMAND = "sightline model download"
+
+_MISSING_SENTENCE = (
+    "The Phi-4-multimodal model is not installed. Sightline still reads text with on-device text "
+    f"recognition. To get rich descriptions, run {DOWNLOAD_COMMAND}."
+)
+
+
+class ModelCorruptError(ModelIncompleteError):
+    """A model file is present but damaged (truncated, unreadable header, unparsable JSON)."""
+
+
+class ModelState(enum.Enum):
+    READY = "ready"
+    MISSING = "missing"
+    INCOMPLETE = "incomplete"
+    WRONG_FORMAT = "wrong_format"
+    CORRUPT = "corrupt"
+
+
+@dataclass(frozen=True)
+class FolderReport:
+    folder: Path
+    state: ModelState
+    sentence: str
+    missing_files: tuple[str, ...] = ()
+    #: files that are present but damaged (CORRUPT)
+    damaged_files: tuple[str, ...] = ()
+    #: leftovers of an interrupted download (relative paths)
+    partial_files: tuple[str, ...] = ()
+    #: the config's model_type, if config.json was readable
+    model_type: str = ""
+    #: relative paths of the weight files the folder uses (shards or model.safetensors)
+    weight_files: tuple[str, ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        return self.state is ModelState.READY
+
+    def raise_if_not_ready(self) -> None:
+        detail = f"{self.state.value}: {self.folder}"
+        if self.missing_files:
+            detail += f"; missing {', '.join(self.missing_files)}"
+        if self.damaged_files:
+            detail += f"; damaged {', '.join(self.damaged_files)}"
+        if self.state is ModelState.READY:
+            return
+        if self.state is ModelState.MISSING:
+            raise ModelNotFoundError(self.sentence, detail=detail)
+        if self.state is ModelState.WRONG_FORMAT:
+            raise ModelFormatError(self.sentence, detail=detail)
+        if self.state is ModelState.CORRUPT:
+            raise ModelCorruptError(self.sentence, detail=detail)
+        raise ModelIncompleteError(self.sentence, detail=detail)
+
+
+def default_model_folder(settings: Settings | None = None) -> Path:
+    """settings.model_dir if set, else <user models dir>/Phi-4-multimodal-instruct."""
+    if settings is not None and settings.model_dir:
+        return Path(settings.model_dir).expanduser()
+    return paths.models_dir() / MODEL_FOLDER_NAME
+
+
+# --------------------------------------------------------------------------------------------
+# safetensors headers (cheap: 8 bytes + the JSON header, never the tensor data)
+
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+class SafetensorsHeaderError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    header_length: int
+    tensors: dict[str, tuple[int, int]]  # name -> (begin, end) offsets into the data section
+    data_bytes: int  # the largest end offset: how many data bytes the file must hold
+
+    @property
+    def expected_file_size(self) -> int:
+        return 8 + self.header_length + self.data_bytes
+
+
+def read_safetensors_header(path: Path) -> SafetensorsHeader:
+    """Parse a safetensors header: 8-byte little-endian length, then that many bytes of JSON."""
+    try:
+        with open(path, "rb") as f:
+            raw_len = f.read(8)
+            if len(raw_len) < 8:
+                raise SafetensorsHeaderError("shorter than the 8-byte header length")
+            (length,) = struct.unpack("<Q", raw_len)
+            if length == 0 or length > _MAX_HEADER_BYTES:
+                raise SafetensorsHeaderError(f"implausible header length {length}")
+            raw = f.read(length)
+    except OSError as exc:
+        raise SafetensorsHeaderError(f"cannot be read ({exc.strerror or exc})") from exc
+    if len(raw) < length:
+        raise SafetensorsHeaderError("cut off inside its header")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SafetensorsHeaderError("header is not valid JSON") from exc
+    if not isinstance(header, dict):
+        raise SafetensorsHeaderError("header is not a JSON object")
+    tensors: dict[str, tuple[int, int]] = {}
+    data_bytes = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, end = entry["data_offsets"]
+            begin, end = int(begin), int(end)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise SafetensorsHeaderError(f"tensor {name} has no valid data_offsets") from exc
+        if begin < 0 or end < begin:
+            raise SafetensorsHeaderError(f"tensor {name} has invalid data_offsets")
+        tensors[name] = (begin, end)
+        data_bytes = max(data_bytes, end)
+    return SafetensorsHeader(header_length=length, tensors=tensors, data_bytes=data_bytes)
+
+
+def check_safetensors_file(path: Path) -> str | None:
+    """None if the header parses and the file size matches it, else the problem in a few words."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "is missing"
+    if size == 0:
+        return "is empty"
+    try:
+        header = read_safetensors_header(path)
+    except SafetensorsHeaderError as exc:
+        return str(exc)
+    if size < header.expected_file_size:
+        return f"is cut off: {size} bytes of {header.expected_file_size}"
+    if size > header.expected_file_size:
+        return f"has {size - header.expected_file_size} unexpected bytes at the end"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# inspecting a folder
+
+
+def _read_json(path: Path) -> object:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _partial_leftovers(folder: Path) -> list[str]:
+    leftovers: list[str] = []
+    partial = folder / PARTIAL_DIR_NAME
+    if partial.is_dir():
+        leftovers += [
+            str(p.relative_to(folder))
+            for p in sorted(partial.rglob("*"))
+            if p.is_file() and p.name != _LOCK_NAME
+        ]
+    # huggingface_hub's own leftovers (a killed snapshot_download)
+    for p in folder.rglob("*.incomplete"):
+        rel = p.relative_to(folder)
+        if p.is_file() and rel.parts[0] != PARTIAL_DIR_NAME:
+            leftovers.append(str(rel))
+    return sorted(set(leftovers))
+
+
+def _has_remote_code(folder: Path) -> bool:
+    return any(folder.glob("modeling_phi4mm*.py")) or any(folder.glob("configuration_phi4mm*.py"))
+
+
+def _wrong_format_sentence(model_type: str) -> str:
+    if model_type in REMOTE_CODE_MODEL_TYPES or not model_type:
+        return (
+            "This folder holds the remote-code version of Phi-4-multimodal, which Sightline does not "
+            f"run. Run {DOWNLOAD_COMMAND} to fetch the native-format version."
+        )
+    return (
+        f"This folder holds a {model_type} model, not Phi-4-multimodal. "
+        f"Run {DOWNLOAD_COMMAND} to fetch Phi-4-multimodal."
+    )
+
+
+def _incomplete_sentence(missing: list[str], partial: list[str]) -> str:
+    if partial:
+        still = f": {len(missing)} files are still missing" if len(missing) > 1 else ""
+        return f"The Phi-4-multimodal download was interrupted{still}. Run {DOWNLOAD_COMMAND} to resume it."
+    if len(missing) == 1:
+        what = f"the file {missing[0]} is missing"
+    elif len(missing) == 2:
+        what = f"the files {missing[0]} and {missing[1]} are missing"
+    else:
+        what = f"{len(missing)} files are missing, among them {missing[0]} and {missing[1]}"
+    return f"The Phi-4-multimodal model is incomplete: {what}. Run {DOWNLOAD_COMMAND} to resume the download."
+
+
+def _corrupt_sentence(damaged: list[str]) -> str:
+    if len(damaged) == 1:
+        what = f"The model file {damaged[0]} is damaged"
+    else:
+        what = f"{len(damaged)} model files are damaged, among them {damaged[0]}"
+    return f"{what}. Run {DOWNLOAD_COMMAND} to repair the model."
+
+
+def _tokenizer_missing(folder: Path) -> list[str]:
+    if (folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file():
+        return []
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        return []
+    return ["tokenizer.json"]
+
+
+def inspect_model_folder(folder: Path) -> FolderReport:
+    """Tell whether `folder` holds a usable native-format Phi-4-multimodal copy. Cheap."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return FolderReport(folder, ModelState.MISSING, _MISSING_SENTENCE)
+    partial = _partial_leftovers(folder)
+    try:
+        entries = [p for p in folder.iterdir() if p.name not in (MARKER_NAME, PARTIAL_DIR_NAME)]
+    except OSError:
+        entries = []
+    if not entries and not partial:
+        return FolderReport(folder, ModelState.MISSING, _MISSING_SENTENCE)
+    missing: list[str] = []
+    damaged: list[str] = []
+    model_type = ""
+
+    config_path = folder / "config.json"
+    if config_path.is_file():
+        try:
+            config = _read_json(config_path)
+            if not isinstance(config, dict):
+                raise ValueError("config is not an object")
+            model_type = str(config.get("model_type", ""))
+        except (OSError, ValueError, UnicodeDecodeError):
+            damaged.append("config.json")
+            config = {}
+        if not damaged and model_type != NATIVE_MODEL_TYPE:
+            return FolderReport(
+                folder,
+                ModelState.WRONG_FORMAT,
+                _wrong_format_sentence(model_type),
+                model_type=model_type,
+            )
+    else:
+        if _has_remote_code(folder):
+            return FolderReport(folder, ModelState.WRONG_FORMAT, _wrong_format_sentence(""))
+        missing.append("config.json")
+
+    # weights
+    weight_files: list[str] = []
+    index_path = folder / "model.safetensors.index.json"
+    if index_path.is_file():
+        try:
+            index = _read_json(index_path)
+            weight_map = index["weight_map"] if isinstance(index, dict) else None
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise ValueError("no weight_map")
+            weight_files = sorted({str(v) for v in weight_map.values()})
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+            damaged.append("model.safetensors.index.json")
+    elif (folder / "model.safetensors").is_file():
+        weight_files = ["model.safetensors"]
+    else:
+        missing.append("model.safetensors.index.json")
+    for name in weight_files:
+        path = folder / name
+        if not path.is_file():
+            missing.append(name)
+            continue
+        problem = check_safetensors_file(path)
+        if problem is not None:
+            damaged.append(name)
+
+    missing += _tokenizer_missing(folder)
+    if not (folder / "tokenizer_config.json").is_file():
+        missing.append("tokenizer_config.json")
+    if (
+        not (folder / "preprocessor_config.json").is_file()
+        and not (folder / "processor_config.json").is_file()
+    ):
+        missing.append("preprocessor_config.json")
+
+    for adapter in ADAPTERS:
+        cfg = folder / adapter / "adapter_config.json"
+        weights = folder / adapter / "adapter_model.safetensors"
+        if not cfg.is_file():
+            missing.append(f"{adapter}/adapter_config.json")
+        else:
+            try:
+                _read_json(cfg)
+            except (OSError, ValueError, UnicodeDecodeError):
+                damaged.append(f"{adapter}/adapter_config.json")
+        if not weights.is_file():
+            missing.append(f"{adapter}/adapter_model.safetensors")
+        elif check_safetensors_file(weights) is not None:
+            damaged.append(f"{adapter}/adapter_model.safetensors")
+
+    common = {
+        "missing_files": tuple(missing),
+        "damaged_files": tuple(damaged),
+        "partial_files": tuple(partial),
+        "model_type": model_type,
+        "weight_files": tuple(weight_files),
+    }
+    if missing or partial:
+        # a partial download explains damaged files too: resuming is the remedy
+        return FolderReport(folder, ModelState.INCOMPLETE, _incomplete_sentence(missing, partial), **common)
+    if damaged:
+        return FolderReport(folder, ModelState.CORRUPT, _corrupt_sentence(damaged), **common)
+    return FolderReport(
+        folder,
+        ModelState.READY,
+        "The Phi-4-multimodal model is installed and complete.",
+        **common,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the manifest (models/manifest.json): which repository and revision Sightline downloads
+
+DEFAULT_REPO_ID = "microsoft/Phi-4-multimodal-instruct"
+#: the native-format (transformers Phi4Multimodal) conversion of the weights
+DEFAULT_REVISION = "refs/pr/70"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    repo_id: str
+    revision: str
+    commit: str  # 40-hex commit the revision pointed at when pinned; "" when not known
+    approx_total_bytes: int
+    files: tuple[dict, ...]
+    licence: str
+
+    @property
+    def download_revision(self) -> str:
+        """The pinned commit when the manifest has one, else the named revision."""
+        return self.commit or self.revision
+
+
+def manifest_path() -> Path:
+    return paths.repo_root() / "models" / "manifest.json"
+
+
+def load_manifest(path: Path | None = None) -> Manifest:
+    """The pinned model; falls back to built-in defaults if the manifest is missing or unreadable."""
+    path = path or manifest_path()
+    try:
+        data = _read_json(path)
+        if not isinstance(data, dict):
+            raise ValueError("manifest is not an object")
+    except (OSError, ValueError, UnicodeDecodeError):
+        data = {}
+    commit = str(data.get("commit") or "")
+    return Manifest(
+        repo_id=str(data.get("repo_id") or DEFAULT_REPO_ID),
+        revision=str(data.get("revision") or DEFAULT_REVISION),
+        commit=commit,
+        approx_total_bytes=int(data.get("approx_total_bytes") or 0),
+        files=tuple(f for f in data.get("files", ()) if isinstance(f, dict)),
+        licence=str(data.get("license") or data.get("licence") or "MIT"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# downloading, resumable across calls and process restarts
+#
+# huggingface_hub gives the commit and the file listing; the bytes come from our own Range
+# requests to the resolve URLs, into <dest>/.sightline-partial/<key>.part, checked (sha256 for
+# LFS files, size for the rest) and renamed into place when complete. A partial file survives a
+# failed call, a cancel and a killed process, and the next call continues from its last byte.
+
+CHUNK_BYTES = 256 * 1024
+DISK_MARGIN_BYTES = 100 * 1000 * 1000
+DEFAULT_RETRIES = 4
+NETWORK_TIMEOUT_S = 30.0
+#: first wait before retrying a dropped connection; doubles per failure without progress
+RETRY_BASE_S = 1.0
+_PAUSED_SENTENCE = f"Download paused. Run {DOWNLOAD_COMMAND} to continue where it left off."
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    bytes_done: int
+    bytes_total: int
+    file: str  # relative path of the file being fetched (or checked)
+    file_bytes_done: int
+    file_bytes_total: int
+    files_done: int
+    files_total: int
+    #: bytes that were already on disk when this call started (resumed, not fetched again)
+    resumed_bytes: int = 0
+    #: "downloading", or "checking" while data already on disk is hashed
+    phase: str = "downloading"
+
+    @property
+    def fraction(self) -> float:
+        return self.bytes_done / self.bytes_total if self.bytes_total else 1.0
+
+    @property
+    def total(self) -> int:
+        return self.bytes_total
+
+    def sentence(self) -> str:
+        """What a person hears: "Downloading the model: 42 percent, 4.7 GB of 11.1 GB." """
+        verb = (
+            "Checking the model files already here" if self.phase == "checking" else "Downloading the model"
+        )
+        percent = int(self.fraction * 100)
+        return f"{verb}: {percent} percent, {human_size(self.bytes_done)} of {human_size(self.bytes_total)}."
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str
+    size: int
+    sha256: str = ""  # the LFS oid, for large files
+    blob_id: str = ""  # the git blob id (sha1 of "blob <size>\0" + content)
+
+
+def human_size(n: int) -> str:
+    """Sizes as a person says them: 11.1 GB, 540 MB, 12 KB (decimal units)."""
+    if n >= 1_000_000_000:
+        return f"{n / 1e9:.1f} GB"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.0f} MB"
+    return f"{max(n, 0) / 1e3:.0f} KB"
+
+
+def _free_disk_bytes(path: Path) -> int:
+    probe = Path(path).resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def is_wanted(path: str) -> bool:
+    """The files Sightline needs from the repository: configs, tokenizer, weights, adapters, licence.
+
+    Never Python files (Sightline does not run code from a model repository), images or pickles.
+    """
+    parts = path.split("/")
+    if len(parts) > 2 or (len(parts) == 2 and parts[0] not in ADAPTERS):
+        return False
+    name = parts[-1]
+    if name == "LICENSE":
+        return True
+    return name.endswith((".json", ".safetensors", ".txt", ".jinja", ".model"))
+
+
+def _hub_endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def _import_hub():
+    # Sightline fetches the bytes itself; never let the hub library switch to its Xet transfer.
+    os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+    # No telemetry: it would also fetch a registry from the endpoint fixed when the library was
+    # first imported (huggingface.co), whatever HF_ENDPOINT says now.
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    if os.environ["HF_HUB_DISABLE_TELEMETRY"].strip().lower() in {"1", "true", "yes", "on"}:
+        constants.HF_HUB_DISABLE_TELEMETRY = True
+    return huggingface_hub
+
+
+def _hub_error(exc: BaseException, *, repo_id: str, revision: str, endpoint: str) -> DownloadError:
+    from huggingface_hub import errors as hf_errors
+
+    host = urlsplit(endpoint).netloc or endpoint
+    if isinstance(exc, hf_errors.OfflineModeIsEnabled):
+        sentence = (
+            "Downloads are switched off on this computer because HF_HUB_OFFLINE is set. "
+            f"Unset it, then run {DOWNLOAD_COMMAND} again."
+        )
+    elif isinstance(exc, hf_errors.RevisionNotFoundError):
+        sentence = f"The model version {revision} was not found on the model server at {host}."
+    elif isinstance(exc, hf_errors.GatedRepoError):
+        sentence = f"The model server at {host} asks for a sign-in before it lets anyone download {repo_id}."
+    elif isinstance(exc, hf_errors.RepositoryNotFoundError):
+        sentence = f"The model {repo_id} was not found on the model server at {host}."
+    elif isinstance(exc, hf_errors.HfHubHTTPError):
+        status = getattr(getattr(exc, "response", None), "status_code", "unknown")
+        sentence = (
+            f"The model server at {host} answered with error {status}. "
+            f"Try again later with {DOWNLOAD_COMMAND}."
+        )
+    else:
+        sentence = (
+            f"Sightline could not reach the model server at {host}. "
+            f"Check the internet connection, then run {DOWNLOAD_COMMAND} again."
+        )
+    return DownloadError(sentence, detail=f"{type(exc).__name__}: {exc}")
+
+
+def list_remote_files(
+    repo_id: str, revision: str, *, endpoint: str | None = None
+) -> tuple[str, list[RemoteFile]]:
+    """(commit sha, every file of the repository at that commit). Raises DownloadError."""
+    endpoint = endpoint or _hub_endpoint()
+    hub = _import_hub()
+    from huggingface_hub.hf_api import RepoFile
+
+    try:
+        api = hub.HfApi(endpoint=endpoint, library_name="sightline")
+        info = api.model_info(repo_id, revision=revision, timeout=NETWORK_TIMEOUT_S)
+        sha = str(info.sha or "")
+        if not re.fullmatch(r"[0-9a-f]{40}", sha):
+            raise DownloadError(
+                f"The model server gave no valid version for {repo_id} at {revision}.", detail=repr(sha)
+            )
+        files = []
+        for entry in api.list_repo_tree(repo_id, revision=sha, recursive=True):
+            if not isinstance(entry, RepoFile):
+                continue
+            lfs = entry.lfs
+            files.append(
+                RemoteFile(
+                    path=entry.path,
+                    size=int(lfs.size if lfs else entry.size),
+                    sha256=str(lfs.sha256) if lfs else "",
+                    blob_id=str(entry.blob_id or ""),
+                )
+            )
+    except SightlineError:
+        raise
+    except Exception as exc:  # the hub library raises its own and its HTTP client's errors
+        raise _hub_error(exc, repo_id=repo_id, revision=revision, endpoint=endpoint) from exc
+    return sha, files
+
+
+class _Transient(Exception):
+    """A dropped connection or a server hiccup: worth retrying from the bytes we have."""
+
+    def __init__(self, detail: str, *, progressed: bool = False):
+        super().__init__(detail)
+        self.progressed = progressed
+
+
+class _Hash:
+    """sha256 of a partial file, kept in step with its bytes across retries."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.h = hashlib.sha256()
+        self.upto = 0
+
+    def update(self, data: bytes) -> None:
+        self.h.update(data)
+        self.upto += len(data)
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()
+
+
+def _read_marker(folder: Path) -> dict:
+    try:
+        data = _read_json(Path(folder) / MARKER_NAME)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_marker(folder: Path, data: dict) -> None:
+    target = Path(folder) / MARKER_NAME
+    tmp = target.with_name(MARKER_NAME + ".new")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, target)
+
+
+def _git_blob_sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    h.update(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _partial_name(rf: RemoteFile) -> str:
+    if rf.sha256:  # content-addressed: safe to resume even if the revision moved on
+        return f"{rf.sha256}.part"
+    key = hashlib.sha256(f"{rf.path}\n{rf.blob_id}\n{rf.size}".encode()).hexdigest()[:40]
+    return f"{key}.part"
+
+
+def _content_range_start(value: str | None) -> int | None:
+    m = re.match(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)", value or "")
+    return int(m.group(1)) if m else None
+
+
+def _write_failed(dest: Path, exc: OSError) -> DownloadError:
+    if exc.errno == errno.ENOSPC:
+        sentence = (
+            f"The disk holding {dest} is full. The part already downloaded is kept: free some space, "
+            f"then run {DOWNLOAD_COMMAND} to resume."
+        )
+    else:
+        sentence = f"Sightline could not write the model into {dest}: {exc.strerror or exc}."
+    return DownloadError(sentence, detail=repr(exc))
+
+
+class _Download:
+    def __init__(
+        self,
+        dest: Path,
+        files: list[RemoteFile],
+        *,
+        repo_id: str,
+        revision: str,
+        sha: str,
+        endpoint: str,
+        progress: Callable[[DownloadProgress], None] | None,
+        cancel: CancelToken | None,
+        retries: int,
+    ) -> None:
+        self.dest = dest
+        self.partial_dir = dest / PARTIAL_DIR_NAME
+        self.files = files
+        self.repo_id = repo_id
+        self.revision = revision
+        self.sha = sha
+        self.endpoint = endpoint
+        self.progress = progress
+        self.cancel = cancel
+        self.retries = max(0, retries)
+        self.bytes_total = sum(f.size for f in files)
+        self.completed_bytes = 0
+        self.files_done = 0
+        self.offsets: dict[str, int] = {}
+        self.resumed_bytes = 0
+        self.fetched_bytes = 0
+        self.opener = urllib.request.build_opener()
+        self.token = self._token()
+        self.marker = _read_marker(dest)
+
+    def _token(self) -> str:
+        try:
+            return _import_hub().get_token() or ""
+        except Exception:  # no token store: anonymous downloads are fine for a public model
+            return ""
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    @property
+    def bytes_done(self) -> int:
+        return self.completed_bytes + sum(self.offsets.values())
+
+    def report(self, rf: RemoteFile, file_done: int, phase: str = "downloading") -> None:
+        if self.progress is not None:
+            self.progress(
+                DownloadProgress(
+                    bytes_done=self.bytes_done,
+                    bytes_total=self.bytes_total,
+                    file=rf.path,
+                    file_bytes_done=file_done,
+                    file_bytes_total=rf.size,
+                    files_done=self.files_done,
+                    files_total=len(self.files),
+                    resumed_bytes=self.resumed_bytes,
+                    phase=phase,
+                )
+            )
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.cancelled:
+            raise Cancelled(_PAUSED_SENTENCE)
+
+    def record(self, rf: RemoteFile) -> None:
+        st = (self.dest / rf.path).stat()
+        entry = {"size": rf.size, "mtime_ns": st.st_mtime_ns}
+        if rf.sha256:
+            entry["sha256"] = rf.sha256
+        if rf.blob_id:
+            entry["oid"] = rf.blob_id
+        self.marker.setdefault("files", {})[rf.path] = entry
+        self.save_marker()
+
+    def save_marker(self, complete: bool = False) -> None:
+        self.marker.update(
+            {
+                "repo_id": self.repo_id,
+                "revision": self.revision,
+                "commit": self.sha,
+                "total_bytes": self.bytes_total,
+                "file_count": len(self.files),
+                "complete": complete,
+            }
+        )
+        if complete:
+            self.marker["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        _write_marker(self.dest, self.marker)
+
+    # -- what is already here -----------------------------------------------------------------
+
+    def hash_file(self, path: Path, rf: RemoteFile, hasher: _Hash, upto: int) -> None:
+        """Feed bytes [hasher.upto, upto) of `path` into `hasher`, cancel-aware."""
+        with open(path, "rb") as f:
+            f.seek(hasher.upto)
+            while hasher.upto < upto:
+                self.check_cancel()
+                block = f.read(min(8 << 20, upto - hasher.upto))
+                if not block:
+                    break
+                hasher.update(block)
+                self.report(rf, hasher.upto, phase="checking")
+
+    def already_complete(self, rf: RemoteFile) -> bool:
+        final = self.dest / rf.path
+        try:
+            st = final.stat()
+        except OSError:
+            return False
+        if not final.is_file() or st.st_size != rf.size:
+            return False
+        entry = self.marker.get("files", {}).get(rf.path)
+        same_id = isinstance(entry, dict) and (
+            entry.get("sha256") == rf.sha256 if rf.sha256 else entry.get("oid") == rf.blob_id
+        )
+        if same_id and entry.get("size") == rf.size and entry.get("mtime_ns") == st.st_mtime_ns:
+            return not rf.path.endswith(".safetensors") or check_safetensors_file(final) is None
+        if rf.sha256:
+            hasher = _Hash()
+            self.hash_file(final, rf, hasher, rf.size)
+            ok = hasher.hexdigest() == rf.sha256
+        elif re.fullmatch(r"[0-9a-f]{40}", rf.blob_id):
+            ok = _git_blob_sha1(final) == rf.blob_id
+        else:
+            ok = True
+        if ok:
+            self.record(rf)
+        return ok
+
+    def partial_size(self, rf: RemoteFile) -> int:
+        try:
+            return (self.partial_dir / _partial_name(rf)).stat().st_size
+        except OSError:
+            return 0
+
+    def bytes_needed(self) -> int:
+        """Cheap estimate of the bytes still to fetch (no hashing)."""
+        needed = 0
+        for rf in self.files:
+            final = self.dest / rf.path
+            if final.is_file() and final.stat().st_size == rf.size:
+                continue
+            needed += max(0, rf.size - min(self.partial_size(rf), rf.size))
+        return needed
+
+    # -- fetching -----------------------------------------------------------------------------
+
+    def resolve_url(self, rf: RemoteFile) -> str:
+        return f"{self.endpoint}/{self.repo_id}/resolve/{self.sha}/{quote(rf.path, safe='/')}"
+
+    def fetch_range(self, rf: RemoteFile, part: Path, offset: int, hasher: _Hash) -> None:
+        req = urllib.request.Request(
+            self.resolve_url(rf), headers={"User-Agent": "Sightline", "Accept-Encoding": "identity"}
+        )
+        if offset:
+            req.add_header("Range", f"bytes={offset}-")
+        if self.token:
+            # unredirected: the token goes to the hub, never to the storage host it redirects to
+            req.add_unredirected_header("Authorization", f"Bearer {self.token}")
+        try:
+            resp = self.opener.open(req, timeout=NETWORK_TIMEOUT_S)
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            exc.close()
+            if status == 416:  # the server disagrees about what we hold: start this file again
+                part.unlink(missing_ok=True)
+                hasher.reset()
+                raise _Transient("HTTP 416 for a resumed range") from None
+            if status in (408, 429) or status >= 500:
+                raise _Transient(f"HTTP {status}") from None
+            if status == 404:
+                raise DownloadError(
+                    f"The file {rf.path} was not found on the model server.", detail=self.resolve_url(rf)
+                ) from None
+            raise DownloadError(
+                f"The model server refused the file {rf.path} with error {status}.",
+                detail=self.resolve_url(rf),
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:  # URLError, refused, reset, timeout
+            raise _Transient(f"{type(exc).__name__}: {exc}") from None
+
+        with resp:
+            if resp.status == 206:
+                start = _content_range_start(resp.headers.get("Content-Range"))
+                if start != offset:
+                    part.unlink(missing_ok=True)
+                    hasher.reset()
+                    self.offsets[rf.path] = 0
+                    raise _Transient(f"server resumed at {start}, not {offset}")
+            elif resp.status == 200:
+                if offset:  # the server ignored the Range header: start this file again
+                    part.unlink(missing_ok=True)
+                    hasher.reset()
+                    offset = 0
+                    self.offsets[rf.path] = 0
+            else:
+                raise _Transient(f"unexpected HTTP {resp.status}")
+
+            progressed = False
+            try:
+                f = open(part, "ab")  # noqa: SIM115 - closed by the with below; open errors differ
+            except OSError as exc:
+                raise _write_failed(self.dest, exc) from exc
+            with f:
+                while offset < rf.size:
+                    if self.cancel is not None and self.cancel.cancelled:
+                        raise Cancelled(_PAUSED_SENTENCE)
+                    try:
+                        chunk = resp.read(min(CHUNK_BYTES, rf.size - offset))
+                    except (OSError, http.client.HTTPException) as exc:
+                        raise _Transient(f"{type(exc).__name__}: {exc}", progressed=progressed) from None
+                    if not chunk:
+                        raise _Transient("the connection closed early", progressed=progressed)
+                    try:
+                        f.write(chunk)
+                    except OSError as exc:
+                        raise _write_failed(self.dest, exc) from exc
+                    hasher.update(chunk)
+                    offset += len(chunk)
+                    self.fetched_bytes += len(chunk)
+                    self.offsets[rf.path] = offset
+                    progressed = True
+                    self.report(rf, offset)
+                try:
+                    f.flush()
+                    os.fsync(f.fileno())
+                except OSError as exc:
+                    raise _write_failed(self.dest, exc) from exc
+
+    def download_file(self, rf: RemoteFile) -> None:
+        part = self.partial_dir / _partial_name(rf)
+        hasher = _Hash()
+        failures = 0
+        while True:
+            self.check_cancel()
+            offset = part.stat().st_size if part.exists() else 0
+            if offset > rf.size or offset < hasher.upto:
+                part.unlink(missing_ok=True)
+                hasher.reset()
+                offset = 0
+            self.offsets[rf.path] = offset
+            if rf.sha256 and hasher.upto < offset:
+                self.hash_file(part, rf, hasher, offset)
+            if offset < rf.size:
+                try:
+                    self.fetch_range(rf, part, offset, hasher)
+                except _Transient as exc:
+                    failures = 1 if exc.progressed else failures + 1
+                    log.info("download of %s interrupted (%s), failure %d", rf.path, exc, failures)
+                    if failures > self.retries:
+                        raise DownloadError(
+                            "The download was interrupted: the connection to the model server was lost. "
+                            f"What was downloaded is kept; run {DOWNLOAD_COMMAND} to resume.",
+                            detail=f"{rf.path}: {exc}",
+                        ) from None
+                    wait = RETRY_BASE_S * (2 ** (failures - 1))
+                    if self.cancel is not None and self.cancel.wait(min(wait, 30.0)):
+                        raise Cancelled(_PAUSED_SENTENCE) from None
+                    if self.cancel is None:
+                        time.sleep(min(wait, 30.0))
+                    continue
+            size = part.stat().st_size
+            if size != rf.size or (rf.sha256 and hasher.hexdigest() != rf.sha256):
+                part.unlink(missing_ok=True)
+                hasher.reset()
+                self.offsets[rf.path] = 0
+                failures += 1
+                log.warning("download of %s did not match its checksum or size", rf.path)
+                if failures > self.retries:
+                    raise DownloadError(
+                        f"The downloaded file {rf.path} did not match the model server's checksum. "
+                        f"Run {DOWNLOAD_COMMAND} to try again.",
+                        detail=f"size {size}, expected {rf.size}",
+                    )
+                continue
+            if rf.path == "config.json":
+                self.check_config(part)
+            final = self.dest / rf.path
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(part, final)
+            return
+
+    def check_config(self, part: Path) -> None:
+        """Refuse a revision whose config is not the native format before fetching gigabytes."""
+        try:
+            config = _read_json(part)
+            model_type = str(config.get("model_type", "")) if isinstance(config, dict) else ""
+        except (OSError, ValueError, UnicodeDecodeError):
+            model_type = ""
+        if model_type != NATIVE_MODEL_TYPE:
+            part.unlink(missing_ok=True)
+            what = (
+                "the remote-code version of Phi-4-multimodal"
+                if model_type in REMOTE_CODE_MODEL_TYPES
+                else f"a {model_type or 'unknown'} model"
+            )
+            raise DownloadError(
+                f"The model version {self.revision} holds {what}, which Sightline does not run, "
+                f"so nothing more was downloaded. Run {DOWNLOAD_COMMAND} without a revision to fetch "
+                "the native-format version.",
+                detail=f"model_type {model_type!r}",
+            )
+
+    def run(self) -> None:
+        # small files first: config.json is checked before any weights are fetched
+        order = sorted(self.files, key=lambda f: (f.path != "config.json", f.size, f.path))
+        self.resumed_bytes = sum(min(self.partial_size(rf), rf.size) for rf in order)
+        self.save_marker()
+        for rf in order:
+            self.check_cancel()
+            if self.already_complete(rf):
+                self.offsets.pop(rf.path, None)
+            else:
+                self.download_file(rf)
+                self.offsets.pop(rf.path, None)
+                self.record(rf)
+            self.completed_bytes += rf.size
+            self.files_done += 1
+            self.report(rf, rf.size)
+        keep = {_partial_name(rf) for rf in self.files}
+        for stale in self.partial_dir.glob("*.part"):
+            if stale.name not in keep:
+                stale.unlink(missing_ok=True)
+        self.save_marker(complete=True)
+
+
+def download_model(
+    dest: Path,
+    *,
+    repo_id: str | None = None,
+    revision: str | None = None,
+    progress: Callable[[DownloadProgress], None] | None = None,
+    cancel: CancelToken | None = None,
+    retries: int = DEFAULT_RETRIES,
+) -> FolderReport:
+    """Download (or resume, or repair) the model into `dest`; returns the folder's report.
+
+    Uses HF_ENDPOINT when set. Raises DownloadError with a sentence for anything that goes
+    wrong, and Cancelled when `cancel` is set (the partial data stays for the next call).
+    """
+    import filelock
+
+    manifest = load_manifest()
+    repo_id = repo_id or manifest.repo_id
+    revision = revision or manifest.download_revision
+    dest = Path(dest).expanduser()
+    endpoint = _hub_endpoint()
+    try:
+        (dest / PARTIAL_DIR_NAME).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_failed(dest, exc) from exc
+    lock_path = dest / PARTIAL_DIR_NAME / _LOCK_NAME
+    lock = filelock.FileLock(str(lock_path), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise DownloadError(f"Another download of the model into {dest} is already running.") from None
+    try:
+        sha, listing = list_remote_files(repo_id, revision, endpoint=endpoint)
+        files = [f for f in listing if is_wanted(f.path)]
+        if not any(f.path == "config.json" for f in files):
+            raise DownloadError(
+                f"The model version {revision} on the server has no config.json, so it is not a model "
+                "Sightline can use."
+            )
+        job = _Download(
+            dest,
+            files,
+            repo_id=repo_id,
+            revision=revision,
+            sha=sha,
+            endpoint=endpoint,
+            progress=progress,
+            cancel=cancel,
+            retries=retries,
+        )
+        try:
+            needed = job.bytes_needed()
+            free = _free_disk_bytes(dest)
+        except OSError as exc:
+            raise _write_failed(dest, exc) from exc
+        if needed + DISK_MARGIN_BYTES > free:
+            raise DownloadError(
+                f"There is not enough free disk space for the model. It needs {human_size(needed)} more, "
+                f"and the drive holding {dest} has {human_size(free)} free. Free some space or choose "
+                f"another folder, then run {DOWNLOAD_COMMAND} again.",
+                detail=f"needed {needed} + margin {DISK_MARGIN_BYTES}, free {free}",
+            )
+        try:
+            job.run()
+        except OSError as exc:  # network errors are handled inside; these are the disk's
+            raise _write_failed(dest, exc) from exc
+        log.info(
+            "model download complete: %s@%s, %d bytes fetched, %d resumed",
+            repo_id,
+            sha,
+            job.fetched_bytes,
+            job.resumed_bytes,
+        )
+    finally:
+        lock.release()
+        _remove_empty_partial_dir(dest)
+    return inspect_model_folder(dest)
+
+
+def _remove_empty_partial_dir(dest: Path) -> None:
+    partial = dest / PARTIAL_DIR_NAME
+    try:
+        leftovers = [p for p in partial.iterdir() if p.name != _LOCK_NAME]
+        if not leftovers:
+            (partial / _LOCK_NAME).unlink(missing_ok=True)
+            partial.rmdir()
+    except OSError:
+        pass  # another download may have just taken the lock; leave the folder to it
+
+
+# --------------------------------------------------------------------------------------------
+# verifying
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    path: str  # relative to the model folder
+    problem: str  # a few words: "is cut off: 10 bytes of 20"
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.problem}"
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    folder: Path
+    state: ModelState
+    ok: bool
+    sentence: str
+    problems: tuple[FileProblem, ...] = ()
+    files_checked: int = 0
+    #: True when file contents were hashed against the recorded checksums (deep=True)
+    hashed: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "ok": self.ok,
+            "state": self.state.value,
+            "folder": str(self.folder),
+            "sentence": self.sentence,
+            "problems": [{"path": p.path, "problem": p.problem} for p in self.problems],
+            "files_checked": self.files_checked,
+            "hashed": self.hashed,
+        }
+
+
+def _verify_safetensors(folder: Path, rel: str, problems: list[FileProblem]) -> SafetensorsHeader | None:
+    path = folder / rel
+    if not path.is_file():
+        problems.append(FileProblem(rel, "is missing"))
+        return None
+    problem = check_safetensors_file(path)
+    if problem is not None:
+        problems.append(FileProblem(rel, problem))
+        return None
+    return read_safetensors_header(path)
+
+
+def _verify_index(folder: Path, headers: dict[str, SafetensorsHeader], problems: list[FileProblem]) -> None:
+    rel = "model.safetensors.index.json"
+    try:
+        index = _read_json(folder / rel)
+        weight_map = index["weight_map"]
+        if not isinstance(weight_map, dict):
+            raise TypeError("weight_map is not an object")
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        problems.append(FileProblem(rel, f"cannot be read ({exc})"))
+        return
+    wrong = [
+        name for name, shard in weight_map.items() if shard in headers and name not in headers[shard].tensors
+    ]
+    if wrong:
+        problems.append(FileProblem(rel, f"names {len(wrong)} tensors its shards lack, such as {wrong[0]}"))
+    unlisted = [name for shard, h in headers.items() for name in h.tensors if weight_map.get(name) != shard]
+    if unlisted:
+        problems.append(
+            FileProblem(rel, f"does not list {len(unlisted)} stored tensors, such as {unlisted[0]}")
+        )
+    total = index.get("metadata", {}).get("total_size") if isinstance(index.get("metadata"), dict) else None
+    shards = set(weight_map.values())
+    if isinstance(total, int) and shards and shards <= set(headers):
+        stored = sum(end - begin for shard in shards for begin, end in headers[shard].tensors.values())
+        if stored != total:
+            problems.append(
+                FileProblem(rel, f"gives a total size of {total} bytes but the shards hold {stored}")
+            )
+
+
+def verify_model_folder(
+    folder: Path,
+    *,
+    deep: bool = False,
+    progress: Callable[[DownloadProgress], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> VerifyReport:
+    """Check every weight file against its header, the index and the adapters; `deep` also hashes.
+
+    Without `deep` it reads only headers and JSON (seconds). With `deep` every file recorded by
+    the download is hashed against the server's checksum (minutes for the full model).
+    """
+    folder = Path(folder)
+    report = inspect_model_folder(folder)
+    if report.state in (ModelState.MISSING, ModelState.WRONG_FORMAT):
+        return VerifyReport(folder, report.state, False, report.sentence)
+    problems: list[FileProblem] = [FileProblem(m, "is missing") for m in report.missing_files]
+    problems += [FileProblem(p, "is left over from an interrupted download") for p in report.partial_files]
+    checked = 0
+
+    for rel in ("config.json", "tokenizer_config.json"):
+        if (folder / rel).is_file():
+            checked += 1
+            try:
+                _read_json(folder / rel)
+            except (OSError, ValueError, UnicodeDecodeError):
+                problems.append(FileProblem(rel, "is not valid JSON"))
+
+    headers: dict[str, SafetensorsHeader] = {}
+    for rel in report.weight_files:
+        if (folder / rel).is_file():
+            checked += 1
+            header = _verify_safetensors(folder, rel, problems)
+            if header is not None:
+                headers[rel] = header
+    if (folder / "model.safetensors.index.json").is_file():
+        checked += 1
+        _verify_index(folder, headers, problems)
+
+    for adapter in ADAPTERS:
+        cfg_rel = f"{adapter}/adapter_config.json"
+        if (folder / cfg_rel).is_file():
+            checked += 1
+            try:
+                cfg = _read_json(folder / cfg_rel)
+                if not isinstance(cfg, dict) or not ("r" in cfg or "peft_type" in cfg):
+                    problems.append(FileProblem(cfg_rel, "is not an adapter configuration"))
+            except (OSError, ValueError, UnicodeDecodeError):
+                problems.append(FileProblem(cfg_rel, "is not valid JSON"))
+        weights_rel = f"{adapter}/adapter_model.safetensors"
+        if (folder / weights_rel).is_file():
+            checked += 1
+            header = _verify_safetensors(folder, weights_rel, problems)
+            if header is not None and not header.tensors:
+                problems.append(FileProblem(weights_rel, "holds no tensors"))
+
+    if deep:
+        problems += _verify_checksums(folder, progress, cancel)
+
+    # one problem per file, in a stable order
+    seen: set[str] = set()
+    unique = []
+    for p in problems:
+        if p.path not in seen:
+            seen.add(p.path)
+            unique.append(p)
+    if not unique:
+        what = "and their checksums match" if deep else "and their headers and sizes are consistent"
+        return VerifyReport(
+            folder,
+            ModelState.READY,
+            True,
+            f"The Phi-4-multimodal model is intact: {checked} files checked {what}.",
+            files_checked=checked,
+            hashed=deep,
+        )
+    damaged = [p for p in unique if p.problem not in ("is missing",) and "interrupted" not in p.problem]
+    if not damaged:
+        return VerifyReport(
+            folder, ModelState.INCOMPLETE, False, report.sentence, tuple(unique), checked, deep
+        )
+    first = damaged[0]
+    if len(damaged) == 1:
+        sentence = f"The model file {first.path} {first.problem}."
+    else:
+        sentence = f"{len(damaged)} model files are damaged; {first.path} {first.problem}."
+    sentence += f" Run {DOWNLOAD_COMMAND} to repair the model."
+    return VerifyReport(folder, ModelState.CORRUPT, False, sentence, tuple(unique), checked, deep)
+
+
+def _verify_checksums(
+    folder: Path,
+    progress: Callable[[DownloadProgress], None] | None,
+    cancel: CancelToken | None,
+) -> list[FileProblem]:
+    files = _read_marker(folder).get("files", {})
+    if not isinstance(files, dict):
+        return []
+    problems = []
+    entries = sorted((rel, e) for rel, e in files.items() if isinstance(e, dict))
+    total = sum(int(e.get("size", 0)) for _, e in entries)
+    done = 0
+    for n, (rel, entry) in enumerate(entries):
+        path = folder / rel
+        if not path.is_file():
+            continue  # missing files are already reported
+        if entry.get("sha256"):
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda f=f: f.read(8 << 20), b""):
+                    if cancel is not None and cancel.cancelled:
+                        raise Cancelled()
+                    h.update(block)
+                    done += len(block)
+                    if progress is not None:
+                        progress(
+                            DownloadProgress(
+                                done,
+                                total,
+                                rel,
+                                0,
+                                int(entry.get("size", 0)),
+                                n,
+                                len(entries),
+                                phase="checking",
+                            )
+                        )
+            if h.hexdigest() != entry["sha256"]:
+                problems.append(FileProblem(rel, "does not match its checksum"))
+        elif re.fullmatch(r"[0-9a-f]{40}", str(entry.get("oid", ""))):
+            done += path.stat().st_size
+            if _git_blob_sha1(path) != entry["oid"]:
+                problems.append(FileProblem(rel, "does not match its checksum"))
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# status
+
+
+def _tree_bytes(root: Path, *, skip: str | None = None) -> int:
+    total = 0
+    if not root.is_dir():
+        return 0
+    for p in root.rglob("*"):
+        try:
+            rel = p.relative_to(root)
+            if skip is not None and rel.parts[0] == skip:
+                continue
+            if p.is_file():
+                total += p.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+def model_status(folder: Path | None = None) -> dict:
+    """A JSON-ready summary for `sightline model status --json`."""
+    folder = Path(folder) if folder is not None else default_model_folder()
+    report = inspect_model_folder(folder)
+    marker = _read_marker(folder)
+    manifest = load_manifest()
+    partial_bytes = sum(p.stat().st_size for p in (folder / PARTIAL_DIR_NAME).glob("*.part") if p.is_file())
+    return {
+        "state": report.state.value,
+        "ready": report.ready,
+        "folder": str(folder),
+        "sentence": report.sentence,
+        "missing_files": list(report.missing_files),
+        "damaged_files": list(report.damaged_files),
+        "size_bytes": _tree_bytes(folder, skip=PARTIAL_DIR_NAME),
+        "partial_bytes": partial_bytes,
+        "expected_bytes": int(marker.get("total_bytes") or manifest.approx_total_bytes),
+        "repo_id": str(marker.get("repo_id") or manifest.repo_id),
+        "revision": str(marker.get("revision") or ""),
+        "commit": str(marker.get("commit") or ""),
+        "download_complete": bool(marker.get("complete", False)),
+        "downloaded_at": str(marker.get("completed_at") or ""),
+        "pinned_revision": manifest.revision,
+        "pinned_commit": manifest.commit,
+        "license": manifest.licence,
+    }
