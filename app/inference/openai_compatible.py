@@ -1,0 +1,941 @@
+"""The remote backend: a vLLM server serving Phi-4-multimodal over its OpenAI-compatible API.
+
+One GPU server answers a whole office or school; each desktop keeps capture and speech and sends
+only the request. The server serves the base model plus two LoRA adapters, chosen by model name:
+"vision" for any image (also image with audio), "speech" for audio alone, the base model for text
+(its name is read once from /v1/models unless it is given).
+
+Transport: the standard library's http.client, not a third-party client. It adds no dependency,
+and it exposes the connection's socket, so a cancel can shut that socket from a small watcher
+thread and the worker's blocking read returns at once (`_Exchange`). Per-phase timeouts are socket
+timeouts: connect, first byte (until the first event of the answer) and idle (between events).
+
+Security: TLS is verified (a custom CA file is a setting); plain http is refused for any host that
+is not this computer unless allowed; the token goes only into the Authorization header and is
+scrubbed from every text that is logged or shown (app.inference.credentials).
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import http.client
+import io
+import ipaddress
+import json
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from app.core.cancel import CancelToken
+from app.core.errors import BackendUnavailableError, Cancelled, InputError, ServerError
+from app.core.types import AudioInput, Detail, ImageInput, JobRequest, Usage
+from app.inference.base import BackendCheck, Capabilities, ModelBackend
+from app.inference.credentials import Secret, redact
+from app.inference.prompts import build_prompt
+
+log = logging.getLogger(__name__)
+
+VISION_MODEL = "vision"
+SPEECH_MODEL = "speech"
+#: The side of one image crop in Phi-4-multimodal's dynamic-HD tiling.
+CROP_SIDE = 448
+#: Phi-4-multimodal's audio encoder needs at least about 25 ms.
+MIN_AUDIO_SECONDS = 0.025
+
+NO_SERVER_REASON = "no server is set"
+INSECURE_HTTP_REASON = (
+    "plain http to another computer is refused; use an https address, or allow insecure http in the settings"
+)
+
+_CANCEL_POLL_S = 0.02  # how often an exchange's watcher looks at the cancel token
+_MAX_LINE = 1 << 20  # one SSE line; vLLM's chunks are a few hundred bytes
+_MAX_ERROR_BODY = 64 * 1024
+_USER_AGENT = "Sightline"
+
+
+def _sentence(fragment: str) -> str:
+    """'no server is set' -> 'No server is set.'"""
+    text = fragment.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+# ---------------------------------------------------------------- the server's address
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    scheme: str  # "http" or "https"
+    host: str
+    port: int
+    base_path: str  # e.g. "/v1"
+
+    @classmethod
+    def parse(cls, url: str) -> ServerAddress:
+        """Parse a server address; a bare host gets https and /v1. Raises ServerError."""
+        text = url.strip()
+        if "://" not in text:
+            text = "https://" + text
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError:
+            raise ServerError(f"The server address {url.strip()!r} is not a valid address.") from None
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ServerError("The server address must start with https://.")
+        if parts.username or parts.password:
+            raise ServerError(
+                "Do not put a name or password in the server address. "
+                "Keep the access token in the keyring or an environment variable."
+            )
+        host = (parts.hostname or "").strip()
+        if not host:
+            raise ServerError(f"The server address {url.strip()!r} has no host name.")
+        path = parts.path.rstrip("/")
+        if not path:
+            path = "/v1"
+        return cls(scheme, host, port or (443 if scheme == "https" else 80), path)
+
+    @property
+    def secure(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def is_loopback(self) -> bool:
+        host = self.host.lower().rstrip(".")
+        if host == "localhost" or host.endswith(".localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    def url(self, endpoint: str = "") -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.base_path}{endpoint}"
+
+
+def server_display_name(host: str | None) -> str:
+    return f"the Sightline server at {host}" if host else "the Sightline server"
+
+
+# ---------------------------------------------------------------- tunables
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds. first_byte: until the first event of the answer (the server's prefill and queue)."""
+
+    connect: float = 5.0
+    first_byte: float = 45.0
+    idle: float = 20.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries on 429 and 503, only before the first token, with doubling backoff."""
+
+    retries: int = 3
+    backoff: float = 0.5
+    max_backoff: float = 4.0
+    max_retry_after: float = 10.0  # a longer Retry-After is not waited for: the user hears it
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return max(0.0, retry_after)
+        return min(self.max_backoff, self.backoff * (2**attempt))
+
+
+@dataclass
+class RequestTimings:
+    """Seconds from the start of generate(); filled in as the request goes."""
+
+    encode: float = 0.0  # building the payload (image and audio encoding included)
+    connected: float = 0.0
+    headers: float = 0.0  # the response's status line and headers arrived
+    first_event: float = 0.0  # the first SSE event of the answer
+    first_token: float = 0.0  # the first piece of text was handed on
+    total: float = 0.0
+    request_bytes: int = 0
+    attempts: int = 0
+
+
+@dataclass
+class StreamState:
+    """What one streamed answer left behind besides its text."""
+
+    usage: Usage = field(default_factory=Usage)
+    timings: RequestTimings = field(default_factory=RequestTimings)
+    finish_reason: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    def mark(self) -> float:
+        return time.perf_counter() - self.started
+
+
+# ---------------------------------------------------------------- payload
+
+
+def fit_to_detail(width: int, height: int, max_crops: int) -> tuple[int, int]:
+    """The largest size, never larger than the original, whose 448-pixel tiles number <= max_crops."""
+    best = 0.0
+    for cols in range(1, max_crops + 1):
+        rows = max_crops // cols
+        best = max(best, min(1.0, CROP_SIDE * cols / width, CROP_SIDE * rows / height))
+    return max(1, round(width * best)), max(1, round(height * best))
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    data_url: str
+    width: int
+    height: int
+    mime: str
+
+
+def encode_image(image: ImageInput, detail: Detail, fmt: str = "jpeg", quality: int = 90) -> EncodedImage:
+    """A data: URL of the image, downscaled to the detail level (never upscaled)."""
+    from PIL import Image
+
+    fmt = (fmt or "jpeg").lower()
+    if fmt == "jpg":
+        fmt = "jpeg"
+    if fmt not in ("jpeg", "png"):
+        log.warning("unknown server image format %r; sending JPEG", fmt)
+        fmt = "jpeg"
+    width, height = fit_to_detail(image.width, image.height, detail.max_crops)
+    pil = image.to_pil()
+    if (width, height) != (image.width, image.height):
+        # Bicubic: small text stays readable, and it is about a third faster than Lanczos on a 1080p screen.
+        pil = pil.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        # 4:4:4 keeps coloured text on screens legible; the quality is a setting.
+        pil.save(buf, "JPEG", quality=max(1, min(100, int(quality))), subsampling=0)
+        mime = "image/jpeg"
+    else:
+        pil.save(buf, "PNG", compress_level=3)
+        mime = "image/png"
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return EncodedImage(f"data:{mime};base64,{data}", width, height, mime)
+
+
+def encode_wav(audio: AudioInput) -> bytes:
+    """16 kHz mono 16-bit PCM WAV bytes."""
+    import numpy as np
+
+    if audio.duration < MIN_AUDIO_SECONDS:
+        raise InputError("The recording is too short to hear anything.")
+    pcm = np.clip(audio.samples, -1.0, 1.0)
+    pcm = np.round(pcm * 32767.0).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(audio.sample_rate)
+        w.writeframes(pcm.tobytes())
+    return buf.getvalue()
+
+
+def model_for(request: JobRequest, base_model: str) -> str:
+    """The adapter by modality: vision for any image, speech for audio alone, the base for text."""
+    modality = request.modality
+    if modality == "vision":
+        return VISION_MODEL
+    if modality == "speech":
+        return SPEECH_MODEL
+    return base_model
+
+
+def build_payload(
+    request: JobRequest,
+    model: str,
+    *,
+    image_format: str = "jpeg",
+    jpeg_quality: int = 90,
+) -> dict:
+    """The chat-completions request body for one job (streaming, greedy, usage included)."""
+    prompt = build_prompt(request)
+    messages: list[dict] = [{"role": "system", "content": prompt.system}]
+    for turn in prompt.history:
+        if turn.role in ("user", "assistant") and turn.text:
+            messages.append({"role": turn.role, "content": turn.text})
+    parts: list[dict] = []
+    if request.image is not None:
+        encoded = encode_image(request.image, request.detail, image_format, jpeg_quality)
+        parts.append({"type": "image_url", "image_url": {"url": encoded.data_url}})
+    if request.audio is not None:
+        wav = base64.b64encode(encode_wav(request.audio)).decode("ascii")
+        parts.append({"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}})
+    parts.append({"type": "text", "text": prompt.user_text})
+    messages.append({"role": "user", "content": parts})
+    return {
+        "model": model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": request.max_new_tokens,
+        "temperature": 0.0,  # greedy, the model's published default
+    }
+
+
+# ---------------------------------------------------------------- one connection
+
+
+class _Exchange:
+    """One HTTP(S) connection for one request; a cancel shuts its socket at once.
+
+    The watcher thread only reads the cancel token and shuts the socket down; it never closes the
+    file descriptor, which stays the worker's. The worker's blocked read then returns (end of
+    stream or an error) and the worker raises Cancelled. Nothing else crosses the two threads.
+    """
+
+    def __init__(self, conn: http.client.HTTPConnection, cancel: CancelToken):
+        self.conn = conn
+        self._cancel = cancel
+        self._done = threading.Event()
+        self._shut = False
+        self._watcher = threading.Thread(target=self._watch, name="sightline-remote-cancel", daemon=True)
+
+    def __enter__(self) -> _Exchange:
+        self._watcher.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        self._watcher.join()
+        self.conn.close()
+
+    def _watch(self) -> None:
+        while not self._done.wait(_CANCEL_POLL_S):
+            if not self._cancel.cancelled:
+                continue
+            sock = self.conn.sock  # None until connected: keep looking until it is there
+            if sock is not None:
+                try:
+                    # The plain socket's shutdown, also for TLS: SSLSocket.shutdown would drop the
+                    # TLS object under the reading thread.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                self._shut = True
+                return
+
+    def set_timeout(self, seconds: float) -> None:
+        sock = self.conn.sock
+        if sock is not None:
+            sock.settimeout(seconds)
+
+
+class _Malformed(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- the HTTP client
+
+
+class ServerClient:
+    """Talks to one server: JSON GETs and streamed chat completions, every fault a ServerError."""
+
+    def __init__(
+        self,
+        address: ServerAddress,
+        *,
+        ca_file: str = "",
+        token_env: str = "SIGHTLINE_SERVER_TOKEN",
+        token: Secret | str | None = None,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+    ):
+        self.address = address
+        self.ca_file = ca_file
+        self.token_env = token_env
+        self._fixed_token = Secret(token) if isinstance(token, str) else token
+        self._keyring_token: Secret | None = None
+        self._keyring_read = False
+        self._lock = threading.Lock()
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self._ssl_context: ssl.SSLContext | None = None
+
+    @property
+    def display_name(self) -> str:
+        return server_display_name(self.address.host)
+
+    # -- credentials
+
+    def token(self) -> Secret | None:
+        if self._fixed_token:
+            return self._fixed_token
+        from app.inference.credentials import token_from_env, token_from_keyring
+
+        env = token_from_env(self.token_env)
+        if env:
+            return env
+        with self._lock:  # the keyring may be slow or prompt: read it once
+            if not self._keyring_read:
+                self._keyring_token = token_from_keyring(self.address.url())
+                self._keyring_read = True
+            return self._keyring_token
+
+    def redact(self, text: str) -> str:
+        from app.inference.credentials import token_from_env
+
+        return redact(text, self._fixed_token, self._keyring_token, token_from_env(self.token_env))
+
+    # -- connections
+
+    def _context(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._ssl_context is None:
+                if self.ca_file:
+                    path = os.path.expanduser(self.ca_file)
+                    if not os.path.isfile(path):
+                        raise ServerError(f"The certificate file for the server, {self.ca_file}, is missing.")
+                    try:
+                        ctx = ssl.create_default_context(cafile=path)
+                    except (ssl.SSLError, OSError) as exc:
+                        raise ServerError(
+                            f"The certificate file for the server, {self.ca_file}, could not be read.",
+                            detail=f"{type(exc).__name__}: {exc}",
+                        ) from None
+                else:
+                    ctx = ssl.create_default_context()
+                self._ssl_context = ctx
+            return self._ssl_context
+
+    def _new_connection(self) -> http.client.HTTPConnection:
+        a = self.address
+        if a.secure:
+            return http.client.HTTPSConnection(
+                a.host, a.port, timeout=self.timeouts.connect, context=self._context()
+            )
+        return http.client.HTTPConnection(a.host, a.port, timeout=self.timeouts.connect)
+
+    def _headers(self, *, json_body: bool, stream: bool) -> dict[str, str]:
+        headers = {"User-Agent": _USER_AGENT, "Accept": "text/event-stream" if stream else "application/json"}
+        if json_body:
+            headers["Content-Type"] = "application/json"
+        token = self.token()
+        if token:
+            headers["Authorization"] = f"Bearer {token.reveal()}"
+        return headers
+
+    def _connect(self, ex: _Exchange, cancel: CancelToken) -> None:
+        try:
+            ex.conn.connect()
+        except Exception as exc:  # every way a connect fails becomes a sentence
+            if cancel.cancelled:
+                raise Cancelled() from None
+            raise self._connect_error(exc) from None
+        if cancel.cancelled:
+            raise Cancelled()
+
+    def _connect_error(self, exc: BaseException) -> ServerError:
+        name = self.display_name
+        detail = self.redact(f"{type(exc).__name__}: {exc}")
+        host = self.address.host
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            sentence = (
+                f"Sightline does not trust {name}: its certificate could not be verified. "
+                "If your organisation has its own certificate authority, set its file in the settings."
+            )
+        elif isinstance(exc, ssl.SSLError):
+            sentence = (
+                f"A secure connection to {name} failed. Check that the address should start with https."
+            )
+        elif isinstance(exc, socket.gaierror):
+            sentence = f"Sightline cannot find the server {host}. Check the server address in the settings."
+        elif isinstance(exc, TimeoutError):
+            sentence = f"{_sentence(name)[:-1]} did not answer within {self.timeouts.connect:g} seconds."
+        elif isinstance(exc, ConnectionRefusedError):
+            sentence = f"{_sentence(name)[:-1]} is not answering. Check that it is running."
+        elif isinstance(exc, OSError):
+            sentence = f"Sightline cannot reach {name}. Check the network connection."
+        else:
+            sentence = f"Sightline could not connect to {name}."
+        return ServerError(sentence, detail=detail)
+
+    def _read_error(self, exc: BaseException, *, started: bool, timeout_phase: str) -> ServerError:
+        name = _sentence(self.display_name)[:-1]
+        detail = self.redact(f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, TimeoutError):
+            if timeout_phase == "first":
+                sentence = (
+                    f"{name} did not start answering within {self.timeouts.first_byte:g} seconds. "
+                    "It may be busy."
+                )
+            else:
+                sentence = f"{name} went quiet for {self.timeouts.idle:g} seconds partway through the answer."
+        elif not started and isinstance(
+            exc,
+            (
+                http.client.BadStatusLine,
+                http.client.RemoteDisconnected,
+                ConnectionResetError,
+                BrokenPipeError,
+            ),
+        ):
+            if not self.address.secure:
+                sentence = f"{name} did not answer like a Sightline server. Check whether it needs https."
+            else:
+                sentence = f"{name} closed the connection without answering."
+        elif started:
+            sentence = f"The connection to {self.display_name} was lost partway through the answer."
+        else:
+            sentence = f"The connection to {self.display_name} was lost before it answered."
+        return ServerError(sentence, detail=detail)
+
+    # -- HTTP errors
+
+    @staticmethod
+    def _error_text(raw: bytes) -> str:
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            text = raw.decode("utf-8", "replace")
+            return "" if "<html" in text.lower() else " ".join(text.split())[:200]
+        return _error_message(obj)
+
+    def _http_error(self, status: int, raw: bytes, model: str | None) -> ServerError:
+        name = _sentence(self.display_name)[:-1]
+        message = self.redact(self._error_text(raw))
+        detail = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+        if status == 401:
+            if self.token() is None:
+                sentence = (
+                    f"{name} needs an access token. Put it in the keyring, or in the "
+                    f"{self.token_env or 'SIGHTLINE_SERVER_TOKEN'} environment variable."
+                )
+            else:
+                sentence = f"{name} did not accept the access token."
+        elif status == 403:
+            sentence = f"{name} refused access with this access token."
+        elif status == 404:
+            what = f"the {model} model" if model else "what Sightline asked for"
+            sentence = f"{name} does not serve {what}. Run sightline server check to see what it serves."
+        elif status == 413:
+            sentence = f"The image or recording is too large for {self.display_name}."
+        elif status in (429, 503):
+            sentence = f"{name} is busy. Try again in a moment."
+        elif 400 <= status < 500:
+            said = f" It said: {_short(message)}" if message else ""
+            sentence = f"{name} could not take this request.{said}"
+        else:
+            sentence = f"{name} had a problem (error {status})."
+        return ServerError(sentence, detail=detail)
+
+    # -- requests
+
+    def get_json(self, endpoint: str, cancel: CancelToken | None = None) -> object:
+        """GET base_path + endpoint and parse the JSON answer."""
+        cancel = cancel or CancelToken()
+        with _Exchange(self._new_connection(), cancel) as ex:
+            self._connect(ex, cancel)
+            ex.set_timeout(self.timeouts.first_byte)
+            try:
+                ex.conn.request(
+                    "GET",
+                    self.address.base_path + endpoint,
+                    headers=self._headers(json_body=False, stream=False),
+                )
+                resp = ex.conn.getresponse()
+                raw = resp.read(8 * 1024 * 1024)
+            except Exception as exc:  # noqa: BLE001
+                if cancel.cancelled:
+                    raise Cancelled() from None
+                raise self._read_error(exc, started=False, timeout_phase="first") from None
+        if resp.status != 200:
+            raise self._http_error(resp.status, raw, None)
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise ServerError(
+                f"{_sentence(self.display_name)[:-1]} sent an answer Sightline could not read.",
+                detail=f"{endpoint}: not JSON",
+            ) from None
+
+    def stream_chat(
+        self, body: bytes, cancel: CancelToken, state: StreamState, *, model: str | None = None
+    ) -> Iterator[str]:
+        """POST /chat/completions with stream=true; yield the answer's text pieces in order."""
+        path = self.address.base_path + "/chat/completions"
+        attempt = 0
+        while True:
+            cancel.raise_if_cancelled()
+            state.timings.attempts = attempt + 1
+            retry_delay: float | None = None
+            with _Exchange(self._new_connection(), cancel) as ex:
+                self._connect(ex, cancel)
+                state.timings.connected = state.mark()
+                ex.set_timeout(self.timeouts.first_byte)
+                try:
+                    ex.conn.request(
+                        "POST", path, body=body, headers=self._headers(json_body=True, stream=True)
+                    )
+                    resp = ex.conn.getresponse()
+                except Exception as exc:  # noqa: BLE001
+                    if cancel.cancelled:
+                        raise Cancelled() from None
+                    raise self._read_error(exc, started=False, timeout_phase="first") from None
+                state.timings.headers = state.mark()
+                if resp.status in (429, 503) and attempt < self.retry.retries:
+                    retry_after = _retry_after(resp.getheader("Retry-After"))
+                    if retry_after is None or retry_after <= self.retry.max_retry_after:
+                        retry_delay = self.retry.delay(attempt, retry_after)
+                if resp.status != 200 and retry_delay is None:
+                    raw = self._read_body(resp, cancel)
+                    error = self._http_error(resp.status, raw, model)
+                    wait = _retry_after(resp.getheader("Retry-After"))
+                    if resp.status in (429, 503) and wait is not None and wait > self.retry.max_retry_after:
+                        error = ServerError(
+                            f"{_sentence(self.display_name)[:-1]} is busy. It asks to try again in "
+                            f"{round(wait)} seconds.",
+                            detail=error.detail,
+                        )
+                    raise error
+                if retry_delay is None:
+                    yield from self._read_stream(ex, resp, cancel, state)
+                    return
+            log.info("%s is busy (HTTP %s); retrying in %.2f s", self.display_name, resp.status, retry_delay)
+            if cancel.wait(retry_delay):
+                raise Cancelled()
+            attempt += 1
+
+    def _read_body(self, resp: http.client.HTTPResponse, cancel: CancelToken) -> bytes:
+        try:
+            return resp.read(_MAX_ERROR_BODY)
+        except Exception:  # noqa: BLE001 - the status already says what went wrong
+            if cancel.cancelled:
+                raise Cancelled() from None
+            return b""
+
+    def _read_stream(
+        self, ex: _Exchange, resp: http.client.HTTPResponse, cancel: CancelToken, state: StreamState
+    ) -> Iterator[str]:
+        name = _sentence(self.display_name)[:-1]
+        started = False  # some text was handed on
+        first_event = True
+        done = False
+        try:
+            for data in _sse_data(resp):
+                if first_event:
+                    first_event = False
+                    state.timings.first_event = state.mark()
+                    ex.set_timeout(self.timeouts.idle)
+                if data == "[DONE]":
+                    done = True
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    raise _Malformed("an event is not JSON") from None
+                if not isinstance(chunk, dict):
+                    raise _Malformed("an event is not a JSON object")
+                if "error" in chunk or chunk.get("object") == "error":
+                    message = self.redact(_error_message(chunk))
+                    if started:
+                        sentence = f"{name} stopped with an error partway through the answer."
+                    else:
+                        said = f" It said: {_short(message)}" if message else ""
+                        sentence = f"{name} ran into an error.{said}"
+                    raise ServerError(sentence, detail=f"error event: {message}")
+                usage = chunk.get("usage")
+                if isinstance(usage, dict):
+                    state.usage.tokens_in = int(usage.get("prompt_tokens") or 0)
+                    state.usage.tokens_out = int(usage.get("completion_tokens") or 0)
+                choices = chunk.get("choices")
+                if choices is None:
+                    continue
+                if not isinstance(choices, list):
+                    raise _Malformed("choices is not a list")
+                for choice in choices:
+                    if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                        continue
+                    delta = choice.get("delta") or {}
+                    content = delta.get("content") if isinstance(delta, dict) else None
+                    if choice.get("finish_reason"):
+                        state.finish_reason = str(choice["finish_reason"])
+                    if isinstance(content, str) and content:
+                        if cancel.cancelled:
+                            raise Cancelled()
+                        if not started:
+                            started = True
+                            state.timings.first_token = state.mark()
+                        yield content
+                if cancel.cancelled:
+                    raise Cancelled()
+        except (ServerError, Cancelled):
+            raise
+        except _Malformed as exc:
+            if cancel.cancelled:
+                raise Cancelled() from None
+            kept = " What came before it is kept." if started else ""
+            raise ServerError(
+                f"{name} sent part of the answer in a form Sightline could not read.{kept}",
+                detail=f"malformed stream: {exc}",
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - socket, TLS and HTTP framing faults
+            if cancel.cancelled:
+                raise Cancelled() from None
+            raise self._read_error(
+                exc, started=started, timeout_phase="idle" if not first_event else "first"
+            ) from None
+        if cancel.cancelled:
+            raise Cancelled()
+        if not done and state.finish_reason is None:
+            where = "partway through the answer" if started else "before it answered"
+            raise ServerError(
+                f"The connection to {self.display_name} was lost {where}.",
+                detail="the stream ended without [DONE]",
+            )
+
+
+def _sse_data(resp: http.client.HTTPResponse) -> Iterator[str]:
+    """The data of each server-sent event, in order. Comments and other fields are skipped."""
+    data_lines: list[str] = []
+    while True:
+        line = resp.readline(_MAX_LINE + 1)
+        if not line:
+            if data_lines:
+                yield "\n".join(data_lines)
+            return
+        if len(line) > _MAX_LINE and not line.endswith(b"\n"):
+            raise _Malformed("a line is too long")
+        try:
+            text = line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise _Malformed("a line is not UTF-8") from None
+        if not text:
+            if data_lines:
+                yield "\n".join(data_lines)
+                data_lines = []
+            continue
+        if text.startswith(":"):
+            continue  # a comment, e.g. a keep-alive
+        name, _, value = text.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            data_lines.append(value)
+        elif name not in ("event", "id", "retry"):
+            # Not an SSE field at all: the spec says ignore it; nothing of the answer is in it.
+            log.warning("ignored a line in the server's stream that is not an event field")
+
+
+def _error_message(obj: object) -> str:
+    """The message of a vLLM/OpenAI error body: {"error": {...}}, the older flat shape, or FastAPI's."""
+    if not isinstance(obj, dict):
+        return ""
+    err = obj.get("error")
+    if isinstance(err, dict):
+        return " ".join(str(err.get("message", "")).split())
+    if isinstance(err, str):
+        return " ".join(err.split())
+    if "message" in obj:
+        return " ".join(str(obj.get("message", "")).split())
+    if "detail" in obj:
+        return " ".join(str(obj["detail"]).split())
+    return ""
+
+
+def _short(message: str, limit: int = 160) -> str:
+    message = message.strip()
+    if len(message) > limit:
+        message = message[: limit - 1].rstrip() + "…"
+    return message if message.endswith((".", "!", "?", "…")) else message + "."
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+# ---------------------------------------------------------------- the backend
+
+
+class OpenAICompatibleBackend(ModelBackend):
+    name = "remote"
+    capabilities = Capabilities(images=True, audio=True, streaming=True, local=False)
+
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        ca_file: str = "",
+        allow_insecure_http: bool = False,
+        token_env: str = "SIGHTLINE_SERVER_TOKEN",
+        token: Secret | str | None = None,
+        image_format: str = "jpeg",
+        jpeg_quality: int = 90,
+        base_model: str | None = None,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+    ):
+        super().__init__()
+        self.server_url = (server_url or "").strip()
+        self.allow_insecure_http = allow_insecure_http
+        self.image_format = image_format
+        self.jpeg_quality = jpeg_quality
+        self._base_model = base_model or None
+        self._model_lock = threading.Lock()
+        self._last_model = ""
+        self.timings = RequestTimings()
+        self.address: ServerAddress | None = None
+        self._address_error: ServerError | None = None
+        self.client: ServerClient | None = None
+        if self.server_url:
+            try:
+                self.address = ServerAddress.parse(self.server_url)
+            except ServerError as exc:
+                self._address_error = exc
+        if self.address is not None:
+            self.client = ServerClient(
+                self.address,
+                ca_file=ca_file,
+                token_env=token_env,
+                token=token,
+                timeouts=timeouts,
+                retry=retry,
+            )
+        self.ca_file = ca_file
+        self.display_name = server_display_name(self.address.host if self.address else None)
+
+    @classmethod
+    def from_settings(cls, settings) -> OpenAICompatibleBackend:
+        return cls(
+            settings.server_url,
+            ca_file=settings.server_ca_file,
+            allow_insecure_http=settings.server_allow_insecure_http,
+            token_env=settings.server_token_env,
+            image_format=settings.server_image_format,
+            jpeg_quality=settings.server_jpeg_quality,
+            base_model=getattr(settings, "server_base_model", "") or None,
+        )
+
+    @property
+    def model_id(self) -> str:
+        host = self.address.host if self.address else "no server"
+        return f"remote:{self._last_model or VISION_MODEL}@{host}"
+
+    # -- readiness
+
+    def check(self) -> BackendCheck:
+        """Cheap: no network. Is a usable server address set?"""
+        if not self.server_url:
+            return BackendCheck(False, NO_SERVER_REASON)
+        if self._address_error is not None:
+            return BackendCheck(False, self._address_error.sentence.rstrip("."))
+        assert self.address is not None
+        if not self.address.secure and not self.address.is_loopback and not self.allow_insecure_http:
+            return BackendCheck(False, INSECURE_HTTP_REASON)
+        if self.ca_file and not os.path.isfile(os.path.expanduser(self.ca_file)):
+            return BackendCheck(False, f"the certificate file for the server, {self.ca_file}, is missing")
+        return BackendCheck(True)
+
+    def _require_ready(self) -> ServerClient:
+        status = self.check()
+        if not status.ok:
+            if not self.server_url:
+                raise BackendUnavailableError(_sentence(status.reason))
+            if self._address_error is not None:
+                raise self._address_error
+            raise ServerError(_sentence(status.reason))
+        assert self.client is not None
+        return self.client
+
+    def load(self, cancel: CancelToken) -> None:
+        """Nothing to load here; the text model's name is learnt on first use."""
+
+    # -- models
+
+    def base_model(self, cancel: CancelToken | None = None) -> str:
+        """The served base model's name: given, or read once from /v1/models."""
+        if self._base_model:
+            return self._base_model
+        client = self._require_ready()
+        with self._model_lock:
+            if not self._base_model:
+                listing = client.get_json("/models", cancel)
+                base = base_model_from_listing(listing)
+                if not base:
+                    raise ServerError(
+                        f"{_sentence(self.display_name)[:-1]} does not say which model it serves.",
+                        detail="no base model in /v1/models",
+                    )
+                self._base_model = base
+                log.info("%s serves the base model %s", self.display_name, base)
+            return self._base_model
+
+    # -- generation
+
+    def generate(self, request: JobRequest, cancel: CancelToken) -> Iterator[str]:
+        client = self._require_ready()
+        cancel.raise_if_cancelled()
+        state = StreamState()
+        self.usage = state.usage
+        self.timings = state.timings
+        modality = request.modality
+        model = model_for(request, "") or self.base_model(cancel)
+        self._last_model = model
+        payload = build_payload(
+            request, model, image_format=self.image_format, jpeg_quality=self.jpeg_quality
+        )
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        state.timings.encode = state.mark()
+        state.timings.request_bytes = len(body)
+        log.info(
+            "job %s: asking %s (model %s, %s, %d bytes)",
+            request.job_id,
+            self.display_name,
+            model,
+            modality,
+            len(body),
+        )
+        yield from client.stream_chat(body, cancel, state, model=model)
+        state.timings.total = state.mark()
+        log.info(
+            "job %s: %s answered (%s tokens in, %s out, first text after %.2f s, finish %s)",
+            request.job_id,
+            self.display_name,
+            state.usage.tokens_in,
+            state.usage.tokens_out,
+            state.timings.first_token,
+            state.finish_reason,
+        )
+
+
+def base_model_from_listing(listing: object) -> str:
+    """The base model's id in a /v1/models answer: a card without a parent that is not an adapter."""
+    cards = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(cards, list):
+        return ""
+    cards = [c for c in cards if isinstance(c, dict) and isinstance(c.get("id"), str)]
+    for card in cards:
+        if not card.get("parent") and card["id"] not in (VISION_MODEL, SPEECH_MODEL):
+            return card["id"]
+    for card in cards:
+        if isinstance(card.get("parent"), str) and card["parent"]:
+            return card["parent"]
+    return ""

@@ -1,0 +1,119 @@
+"""The server token: where it comes from, and that it never shows itself."""
+
+from __future__ import annotations
+
+import logging
+
+import keyring
+import pytest
+from keyring.backend import KeyringBackend
+from keyring.errors import KeyringError, PasswordDeleteError
+
+from app.core.errors import ServerError
+from app.inference import credentials
+from app.inference.credentials import (
+    KEYRING_SERVICE,
+    Secret,
+    delete_token,
+    find_token,
+    redact,
+    save_token,
+    server_origin,
+)
+
+TOKEN = "sk-office-4f9a1c2e7b"
+
+
+class MemoryKeyring(KeyringBackend):
+    priority = 1
+
+    def __init__(self):
+        super().__init__()
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service, username):
+        return self.store.get((service, username))
+
+    def set_password(self, service, username, password):
+        self.store[(service, username)] = password
+
+    def delete_password(self, service, username):
+        if (service, username) not in self.store:
+            raise PasswordDeleteError("none")
+        del self.store[(service, username)]
+
+
+class BrokenKeyring(MemoryKeyring):
+    def get_password(self, service, username):
+        raise KeyringError("locked")
+
+    def set_password(self, service, username, password):
+        raise KeyringError(f"cannot store {password}")
+
+
+@pytest.fixture
+def memory_keyring():
+    before = keyring.get_keyring()
+    ring = MemoryKeyring()
+    keyring.set_keyring(ring)
+    yield ring
+    keyring.set_keyring(before)
+
+
+def test_secret_never_shows_itself():
+    secret = Secret(TOKEN)
+    assert TOKEN not in repr(secret) and TOKEN not in str(secret) and TOKEN not in f"{secret}"
+    assert TOKEN not in repr([secret]) and secret.reveal() == TOKEN
+    with pytest.raises(TypeError):
+        import pickle
+
+        pickle.dumps(secret)
+
+
+def test_redact_scrubs_plain_and_url_encoded_tokens():
+    text = f"Bearer {TOKEN} and ?key=sk%2Doffice"  # the second is not the token: kept
+    assert TOKEN not in redact(text, Secret(TOKEN))
+    assert "sk%2Doffice" in redact(text, Secret(TOKEN))
+    assert redact("a+b/c= seen", "a+b/c=") == "[hidden] seen"
+    assert redact("nothing", None) == "nothing"
+
+
+def test_origin_is_the_keyring_user_name():
+    assert server_origin("https://AI.school.example/v1") == "https://ai.school.example:443"
+    assert server_origin("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000"
+
+
+def test_environment_variable_comes_first(monkeypatch, memory_keyring):
+    memory_keyring.set_password(KEYRING_SERVICE, "https://ai.school.example:443", "from-keyring")
+    monkeypatch.setenv("OFFICE_TOKEN", f"  {TOKEN}\n")
+    assert find_token("https://ai.school.example/v1", "OFFICE_TOKEN").reveal() == TOKEN
+    monkeypatch.delenv("OFFICE_TOKEN")
+    assert find_token("https://ai.school.example/v1", "OFFICE_TOKEN").reveal() == "from-keyring"
+
+
+def test_keyring_per_server_then_default(monkeypatch, memory_keyring):
+    monkeypatch.delenv("SIGHTLINE_SERVER_TOKEN", raising=False)
+    assert find_token("https://a.example/v1", "SIGHTLINE_SERVER_TOKEN") is None
+    memory_keyring.set_password(KEYRING_SERVICE, credentials.KEYRING_DEFAULT_USER, "shared")
+    save_token("https://a.example/v1", TOKEN)
+    assert find_token("https://a.example/v1", "SIGHTLINE_SERVER_TOKEN").reveal() == TOKEN
+    assert find_token("https://b.example/v1", "SIGHTLINE_SERVER_TOKEN").reveal() == "shared"
+    assert delete_token("https://a.example/v1") is True
+    assert delete_token("https://a.example/v1") is False
+    assert find_token("https://a.example/v1", "SIGHTLINE_SERVER_TOKEN").reveal() == "shared"
+
+
+def test_a_broken_keyring_means_no_token_and_no_leak(monkeypatch, caplog):
+    before = keyring.get_keyring()
+    keyring.set_keyring(BrokenKeyring())
+    caplog.set_level(logging.DEBUG)
+    try:
+        monkeypatch.delenv("SIGHTLINE_SERVER_TOKEN", raising=False)
+        assert find_token("https://a.example/v1", "SIGHTLINE_SERVER_TOKEN") is None
+        with pytest.raises(ServerError) as err:
+            save_token("https://a.example/v1", TOKEN)
+    finally:
+        keyring.set_keyring(before)
+    assert "keyring" in err.value.sentence
+    for text in (err.value.sentence, err.value.detail or "", str(err.value), caplog.text):
+        assert TOKEN not in text
