@@ -384,15 +384,18 @@ def cmd_devices(args) -> int:
 
 
 def cmd_speak(args) -> int:
-    from app.speech import speak_text
+    from app.speech.drivers.base import VoiceSettings
+    from app.speech.service import speak_text
 
     out = Path(args.out) if args.out else None
     settings = _load_settings(args)
-    used = speak_text(args.text, driver=args.driver, out=out, settings=settings)
+    voice = VoiceSettings(rate_wpm=settings.rate, voice=settings.voice, volume=settings.volume)
+    driver = args.driver or (settings.speech_driver if settings.output_mode == "voice" else None)
+    outcome = speak_text(args.text, driver=driver, out=out, settings=voice)
     if out is not None:
         print(f"Saved the speech to {out}.")
     elif args.verbose:
-        print(f"Spoke with {used}.", file=sys.stderr)
+        print(f"Spoke with {outcome.driver}.", file=sys.stderr)
     return ExitCode.OK
 
 

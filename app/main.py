@@ -1,0 +1,618 @@
+"""Composition root: builds the services, wires the signals, runs Qt.
+
+The tray appears at once; the model loads in the background on the inference worker. Quitting
+from the menu, SIGINT, SIGTERM and the desktop session ending all take the same path
+(SightlineApp.shutdown): the worker joined, the microphone released, speech closed, exit code 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtNetwork import QLocalServer, QLocalSocket
+from PySide6.QtWidgets import QApplication
+
+from app.core.errors import SightlineError
+from app.core.types import Detail, JobRequest, Task
+from app.inference.registry import BackendRegistry
+from app.jobs.controller import JobController
+from app.jobs.worker import InferenceWorker
+from app.settings.schema import Settings
+from app.speech.manager import Priority
+
+log = logging.getLogger(__name__)
+
+INSTANCE_NAME = f"sightline-{os.getuid() if hasattr(os, 'getuid') else os.environ.get('USERNAME', 'user')}"
+
+
+def _speech_driver_name(settings: Settings) -> str:
+    if settings.output_mode == "text":
+        return "silent"
+    if settings.output_mode == "screen_reader":
+        return "screen_reader"
+    return settings.speech_driver or "auto"
+
+
+class _DownloadRelay(QObject):
+    """Download thread -> GUI thread: progress and the end result travel as queued signals."""
+
+    progress = Signal(int)  # tenths done
+    done = Signal(str, bool)  # sentence, ready
+
+
+class SightlineApp(QObject):
+    """Owns every long-lived object of the tray app."""
+
+    def __init__(self, qapp: QApplication, settings: Settings, notice: str | None = None):
+        super().__init__()
+        from app.speech.drivers.base import VoiceSettings
+        from app.speech.earcons import Earcons
+        from app.speech.manager import SpeechManager
+        from app.ui.result_window import ResultWindow
+        from app.ui.theme import apply_theme
+        from app.ui.tray import Tray
+
+        self.qapp = qapp
+        self.settings = settings
+        self._shutting_down = False
+        self._recorder = None
+        self._ptt_command: str | None = None
+        self._ptt_image = None
+        self._download_cancel = None
+        self._download_thread: threading.Thread | None = None
+
+        apply_theme(qapp, settings.result_font_size, settings.high_contrast)
+        self.earcons = Earcons(enabled=settings.earcons, volume=settings.volume)
+        voice = VoiceSettings(rate_wpm=settings.rate, voice=settings.voice, volume=settings.volume)
+        self.speech = SpeechManager(_speech_driver_name(settings), settings=voice, earcons=self.earcons)
+        self.worker = InferenceWorker(BackendRegistry(settings))
+        # A second registry for cheap checks on the GUI thread (the worker's belongs to its thread).
+        self.probe = BackendRegistry(settings)
+        self.controller = JobController(self.worker, self.speech, self.earcons, preference=settings.backend)
+        self.controller.speak_answers = settings.output_mode != "text"
+
+        self.window = ResultWindow(font_pt=settings.result_font_size, high_contrast=settings.high_contrast)
+        self.tray = Tray(key_for=self._key_label)
+        self._wire()
+        self._start_hotkeys()
+        try:
+            from app.ui import qt_grab
+
+            qt_grab.install()
+        except Exception:  # the fallback grabber is optional: mss works on X11, Windows, macOS
+            log.exception("Qt screen grab fallback not installed")
+
+        self.say("Sightline is ready.", Priority.NEXT)
+        if notice:
+            self.say(notice, Priority.NEXT)
+        QTimer.singleShot(0, self._first_run_and_preload)
+
+    # -- wiring ----------------------------------------------------------------------------------
+
+    def _wire(self) -> None:
+        c, w = self.controller, self.window
+        self.tray.commandTriggered.connect(self.run_command)
+        c.answerStarted.connect(lambda job, title: (w.begin_answer(job, title), w.present(activate=False)))
+        c.answerChunk.connect(w.append_chunk)
+        c.answerFinished.connect(lambda job, result: w.finish_answer(job, result.backend_display))
+        c.answerFailed.connect(w.show_error)
+        c.stateChanged.connect(self.tray.set_state)
+        w.followUpRequested.connect(self.ask_follow_up)
+        w.stopRequested.connect(c.stop)
+        w.copied.connect(lambda _text: self.say("Copied.", Priority.NOW))
+        self.worker.status.connect(self._on_model_status)
+        self.worker.loadFailed.connect(lambda sentence: self.say(sentence, Priority.NEXT))
+
+    def _key_label(self, command_id: str) -> str:
+        try:
+            from app.commands.keymap import effective_keys
+
+            key = effective_keys(self.settings.command_keys).get(command_id, "")
+            return f"{self.settings.hotkey_prefix}, {key}" if key else ""
+        except Exception:
+            return ""
+
+    def _start_hotkeys(self) -> None:
+        self.hotkeys = None
+        if os.environ.get("SIGHTLINE_NO_HOTKEYS"):
+            return
+        try:
+            from app.commands.hotkeys import HotkeyBridge
+            from app.commands.keymap import bindings_from_settings
+
+            self.hotkeys = HotkeyBridge(parent=self)
+            self.hotkeys.activated.connect(self.run_command)
+            self.hotkeys.released.connect(self._on_key_released)
+            self.hotkeys.unknown_key.connect(lambda _key: self.earcons.play("error"))
+            self.hotkeys.unavailable.connect(lambda sentence: self.say(sentence, Priority.NEXT))
+            self.hotkeys.start(bindings_from_settings(self.settings))
+        except SightlineError as exc:
+            self.say(exc.sentence, Priority.NEXT)
+        except Exception:
+            log.exception("global keys could not start")
+            self.say("Global keys could not start; use the tray menu.", Priority.NEXT)
+
+    def say(self, sentence: str, priority: Priority = Priority.NEXT) -> None:
+        self.controller.announce(sentence, priority)
+
+    # -- model loading and first run ---------------------------------------------------------------
+
+    def _first_run_and_preload(self) -> None:
+        from app.inference import model_store
+
+        report = model_store.inspect_model_folder(model_store.default_model_folder(self.settings))
+        if not report.ready and self.settings.backend in ("auto", "local") and not self.settings.server_url:
+            self.say(
+                "The Phi-4 model is not installed, so Sightline reads the text on your screen with "
+                "on-device text recognition. For rich descriptions and spoken questions, choose "
+                "Download the model in the tray menu, or run: sightline model download.",
+                Priority.NORMAL,
+            )
+            self._add_download_action()
+        self.worker.preload()
+
+    def _on_model_status(self, text: str) -> None:
+        log.info(text)
+        if text.startswith("Ready:") and "Phi-4" in text:
+            self.say("Model ready.", Priority.NEXT)
+
+    def _add_download_action(self) -> None:
+        from PySide6.QtGui import QAction
+
+        menu = self.tray.menu
+        if menu is None:
+            return
+        action = QAction("Download the model (about 12 GB)", menu)
+        action.setObjectName("action_download_model")
+        action.setToolTip("Downloads Phi-4-multimodal for rich descriptions. Choose again to cancel.")
+        action.triggered.connect(self.toggle_download)
+        menu.insertAction(menu.actions()[0], action)
+        menu.insertSeparator(menu.actions()[1])
+        self._download_action = action
+
+    def toggle_download(self) -> None:
+        """Start the model download, or cancel it if it runs. Progress is spoken every 10%."""
+        from app.core.cancel import CancelToken
+        from app.inference import model_store
+
+        if self._download_thread is not None and self._download_thread.is_alive():
+            self._download_cancel.cancel("user")
+            self.say("Cancelling the download. It will continue where it stopped next time.", Priority.NOW)
+            return
+        relay = _DownloadRelay(self)
+        relay.progress.connect(
+            lambda tenth: self.say(f"Model download {tenth * 10} percent.", Priority.NORMAL)
+        )
+        relay.done.connect(self._on_download_done)
+        self._download_relay = relay
+        self._download_cancel = token = CancelToken()
+        folder = model_store.default_model_folder(self.settings)
+        last = [-1]
+
+        def progress(p) -> None:  # download thread: only emits (queued to the GUI thread)
+            tenth = int(p.fraction * 10) if p.total else 0
+            if tenth != last[0] and 0 < tenth < 10:
+                relay.progress.emit(tenth)
+            last[0] = tenth
+
+        def run() -> None:
+            try:
+                report = model_store.download_model(folder, progress=progress, cancel=token)
+                relay.done.emit(report.sentence, report.ready)
+            except SightlineError as exc:
+                relay.done.emit(exc.sentence, False)
+            except Exception as exc:
+                log.exception("download failed")
+                relay.done.emit(
+                    f"The download failed ({type(exc).__name__}). The details are in the log.", False
+                )
+
+        self.say("Downloading the model. I will tell you every ten percent.", Priority.NOW)
+        self._download_thread = threading.Thread(target=run, name="sightline-download", daemon=True)
+        self._download_thread.start()
+
+    def _on_download_done(self, sentence: str, ready: bool) -> None:
+        self.say(sentence, Priority.NEXT)
+        if ready:
+            self.worker.preload()
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def _common(self) -> dict:
+        s = self.settings
+        return {
+            "language": s.response_language,
+            "detail": Detail(s.detail),
+            "max_new_tokens": s.max_new_tokens,
+        }
+
+    @Slot(str)
+    def run_command(self, command_id: str) -> None:
+        """Every command, from the tray, a hotkey or a spoken command, comes through here."""
+        log.info("command %s", command_id)
+        try:
+            handler = getattr(self, f"cmd_{command_id}")
+        except AttributeError:
+            self.controller.report_error(f"Sightline has no command called {command_id}.")
+            return
+        try:
+            handler()
+        except SightlineError as exc:
+            self.controller.report_error(exc.sentence)
+        except Exception as exc:
+            log.exception("command %s failed", command_id)
+            self.controller.report_error(
+                f"That did not work ({type(exc).__name__}). "
+                "Sightline is still running; the details are in the log."
+            )
+
+    def _describe(self, image, title: str, task: Task = Task.DESCRIBE_BRIEF) -> None:
+        if image.note:
+            self.say(image.note, Priority.NEXT)
+        self.controller.submit(JobRequest(task=task, image=image, **self._common()), title)
+
+    def cmd_describe_screen(self) -> None:
+        from app.capture import screen
+
+        self._describe(screen.capture_screen(monitor=self._monitor_under_pointer()), "Describe the screen")
+
+    def _monitor_under_pointer(self) -> int:
+        from app.capture import screen
+
+        try:
+            x, y = screen.pointer_position()
+            for index, mon in enumerate(screen.list_monitors(), start=1):
+                b = mon.bounds
+                if b.x <= x < b.x + b.width and b.y <= y < b.y + b.height:
+                    return index
+        except Exception:
+            log.debug("pointer position unavailable", exc_info=True)
+        return 1
+
+    def cmd_describe_window(self) -> None:
+        from app.capture import screen
+
+        self._describe(screen.capture_active_window(), "Describe the active window")
+
+    def cmd_describe_pointer(self) -> None:
+        from app.capture import screen
+
+        self._describe(screen.capture_pointer(self.settings.pointer_box), "Describe what is under the mouse")
+
+    def cmd_read_text(self) -> None:
+        from app.capture import screen
+
+        image = screen.capture_screen(monitor=self._monitor_under_pointer())
+        self._describe(image, "Read all text", Task.READ_TEXT)
+
+    def cmd_describe_region(self) -> None:
+        from app.ui.region_selector import RegionSelector
+
+        screen = QGuiApplication.screenAt(QGuiApplication.primaryScreen().geometry().center())
+        selector = RegionSelector(
+            screen.geometry(),
+            announce=lambda text: self.say(text, Priority.NOW),
+            font_pt=self.settings.result_font_size,
+        )
+        selector.regionSelected.connect(self._on_region)
+        selector.cancelled.connect(lambda: self.say("Cancelled.", Priority.NOW))
+        self._selector = selector
+        selector.start()
+
+    def _on_region(self, x: int, y: int, w: int, h: int) -> None:
+        from app.capture import screen
+
+        # Let the overlay disappear before the capture.
+        QTimer.singleShot(
+            150,
+            lambda: self.run_guarded(
+                lambda: self._describe(screen.capture_region(x, y, w, h), "Describe a region")
+            ),
+        )
+
+    def run_guarded(self, fn) -> None:
+        try:
+            fn()
+        except SightlineError as exc:
+            self.controller.report_error(exc.sentence)
+
+    def _camera(self, document: bool) -> None:
+        from app.capture.camera import capture
+
+        source = self.settings.camera
+        image = capture(int(source) if source.isdigit() else source, document=document)
+        task = Task.CAMERA_DOCUMENT if document else Task.CAMERA_SCENE
+        self._describe(image, "Read a document" if document else "Describe the camera view", task)
+
+    def cmd_describe_camera(self) -> None:
+        self._camera(document=False)
+
+    def cmd_read_document(self) -> None:
+        self._camera(document=True)
+
+    # push-to-talk: the key press starts recording; its release (or a second press) stops it.
+
+    def cmd_ask_screen_voice(self) -> None:
+        self._toggle_recording("ask_screen_voice")
+
+    def cmd_ask_voice(self) -> None:
+        self._toggle_recording("ask_voice")
+
+    def _toggle_recording(self, command_id: str) -> None:
+        if self._recorder is not None and self._recorder.is_recording:
+            self._finish_recording()
+            return
+        from app.capture.microphone import Recorder
+
+        self._ptt_image = None
+        if command_id == "ask_screen_voice":
+            from app.capture import screen
+
+            self._ptt_image = screen.capture_screen(monitor=self._monitor_under_pointer())
+        self.controller.stop()
+        recorder = Recorder.from_settings(self.settings)
+        recorder.start()
+        self._recorder = recorder
+        self._ptt_command = command_id
+        self.earcons.play("start")
+
+    @Slot(str)
+    def _on_key_released(self, command_id: str) -> None:
+        if command_id == self._ptt_command and self._recorder is not None and self._recorder.is_recording:
+            self._finish_recording()
+
+    def _finish_recording(self) -> None:
+        recorder, self._recorder = self._recorder, None
+        image, self._ptt_image = self._ptt_image, None
+        try:
+            audio = recorder.stop()
+        except SightlineError as exc:
+            self.controller.report_error(exc.sentence)
+            return
+        self.ask_with_audio(audio, image)
+
+    def ask_with_audio(self, audio, image=None) -> None:
+        """A spoken question, with or without a picture of the screen."""
+        task = Task.ASK_IMAGE if image is not None else Task.ASK_SPOKEN
+        request = JobRequest(task=task, image=image, audio=audio, **self._common())
+        try:
+            choice = self.probe.choose(request)
+            can_listen = choice.backend.capabilities.audio
+        except SightlineError:
+            can_listen = False
+        if not can_listen:
+            self._spoken_command(audio)
+            return
+        self.controller.submit(request, "Spoken question about the screen" if image else "Spoken question")
+
+    def _spoken_command(self, audio) -> None:
+        """Without the model: a few spoken commands through the offline grammar."""
+        from app.commands.voice import OPEN_QUESTION_NEEDS_MODEL, VoiceCommandRecognizer
+
+        if not hasattr(self, "_voice"):
+            self._voice = VoiceCommandRecognizer()
+        match = self._voice.recognize(audio) if self._voice.available() else None
+        if match is None:
+            self.controller.report_error(OPEN_QUESTION_NEEDS_MODEL)
+            return
+        self.say(f"Heard: {match.heard}.", Priority.NOW)
+        self.run_command(match.command_id)
+
+    def cmd_follow_up(self) -> None:
+        self.window.present(activate=True)
+        self.window.question.setFocus()
+        self.say("Type your follow-up question and press Enter.", Priority.NOW)
+
+    @Slot(str)
+    def ask_follow_up(self, question: str) -> None:
+        conv = self.controller.conversation
+        if conv.image is not None:
+            request = JobRequest(
+                task=Task.ASK_IMAGE,
+                image=conv.image,
+                question=question,
+                history=tuple(conv.turns),
+                **self._common(),
+            )
+        else:
+            request = JobRequest(
+                task=Task.ASK_SPOKEN, question=question, history=tuple(conv.turns), **self._common()
+            )
+        self.controller.submit(request, question)
+
+    def cmd_repeat_last(self) -> None:
+        from app.speech.manager import short_form
+
+        text = self.controller.last_answer
+        if not text:
+            self.say("There is no answer yet.", Priority.NOW)
+            return
+        self.speech.stop()
+        for sentence in short_form(text, self.speech.rule).sentences:
+            self.speech.speak(sentence, Priority.NORMAL)
+
+    def cmd_stop(self) -> None:
+        if self._recorder is not None:
+            self._recorder.abort()
+            self._recorder = None
+        self.controller.stop()
+
+    def cmd_copy_last(self) -> None:
+        text = self.controller.last_answer
+        if not text:
+            self.say("There is no answer to copy yet.", Priority.NOW)
+            return
+        QGuiApplication.clipboard().setText(text)
+        self.say("Copied.", Priority.NOW)
+
+    def cmd_show_history(self) -> None:
+        self.window.show_history()
+
+    def cmd_settings(self) -> None:
+        from app.settings.store import save_settings
+        from app.speech.drivers import list_voices
+        from app.ui.settings_dialog import edit_settings
+
+        def voices():
+            try:
+                return [v.name for v in list_voices(self.speech.driver_name)]
+            except Exception:
+                return []
+
+        new = edit_settings(self.settings, voices=voices, announce=lambda t: self.say(t, Priority.NOW))
+        if new is None or new == self.settings:
+            return
+        save_settings(new)
+        self.apply_settings(new)
+        self.say("Settings saved.", Priority.NOW)
+
+    def apply_settings(self, new: Settings) -> None:
+        from app.speech.drivers.base import VoiceSettings
+        from app.ui.theme import apply_theme
+
+        old, self.settings = self.settings, new
+        apply_theme(self.qapp, new.result_font_size, new.high_contrast)
+        self.window.apply_settings(new.result_font_size, new.high_contrast)
+        self.earcons.enabled = new.earcons
+        self.speech.settings = VoiceSettings(rate_wpm=new.rate, voice=new.voice, volume=new.volume)
+        self.controller.speak_answers = new.output_mode != "text"
+        self.controller.preference = new.backend
+        engine_fields = (
+            "backend",
+            "model_dir",
+            "device",
+            "quantization",
+            "server_url",
+            "server_ca_file",
+            "server_allow_insecure_http",
+            "server_token_env",
+        )
+        if any(getattr(old, f) != getattr(new, f) for f in engine_fields):
+            # The worker keeps its registry; a new one takes effect for the next job after a restart
+            # of the worker, which is cheap compared to loading the model.
+            self.worker.stop()
+            self.worker = InferenceWorker(BackendRegistry(new))
+            self.controller.rebind_worker(self.worker)
+            self.probe = BackendRegistry(new)
+            self.worker.status.connect(self._on_model_status)
+            self.worker.loadFailed.connect(lambda sentence: self.say(sentence, Priority.NEXT))
+            self.worker.preload()
+        if self.hotkeys is not None and (old.hotkey_prefix, old.command_keys, old.command_chords) != (
+            new.hotkey_prefix,
+            new.command_keys,
+            new.command_chords,
+        ):
+            from app.commands.keymap import bindings_from_settings
+
+            self.hotkeys.rebind(bindings_from_settings(new))
+        try:
+            from app.ui import autostart
+
+            if autostart.is_enabled() != new.start_with_system:
+                autostart.set_enabled(new.start_with_system)
+        except SightlineError as exc:
+            self.say(exc.sentence, Priority.NEXT)
+
+    def cmd_quit(self) -> None:
+        self.qapp.quit()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def raise_from_second_launch(self) -> None:
+        self.window.present(activate=True)
+        self.tray.raise_()
+        self.say("Sightline is already running.", Priority.NOW)
+
+    def shutdown(self) -> None:
+        """Join threads and release devices. Safe to call twice."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        log.info("shutting down")
+        if self._recorder is not None:
+            self._recorder.abort()
+        if self._download_cancel is not None:
+            self._download_cancel.cancel("quit")
+        if self.hotkeys is not None:
+            self.hotkeys.stop()
+        self.controller.stop()
+        self.worker.stop()
+        self.earcons.stop_working()
+        self.speech.close()
+        self.tray.hide()
+        self.window.close()
+
+
+def _install_signal_handlers(qapp: QApplication) -> QTimer:
+    """SIGINT/SIGTERM quit through Qt's normal path. Python runs signal handlers only when the
+    interpreter gets control, so a cheap timer hands it control a few times a second."""
+
+    def handler(signum, _frame) -> None:
+        log.info("signal %s: quitting", signum)
+        qapp.quit()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    timer = QTimer()
+    timer.start(250)
+    timer.timeout.connect(lambda: None)
+    return timer
+
+
+def _claim_single_instance() -> QLocalServer | None:
+    """Return the server if we are the first instance; else ask the first to come forward."""
+    socket = QLocalSocket()
+    socket.connectToServer(INSTANCE_NAME)
+    if socket.waitForConnected(500):
+        socket.write(b"raise\n")
+        socket.waitForBytesWritten(500)
+        socket.disconnectFromServer()
+        return None
+    QLocalServer.removeServer(INSTANCE_NAME)  # a stale socket from a crashed run
+    server = QLocalServer()
+    if not server.listen(INSTANCE_NAME):
+        log.warning("single-instance server failed: %s", server.errorString())
+    return server
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    from app.settings.store import load_settings
+
+    qapp = QApplication.instance() or QApplication(argv or sys.argv[:1])
+    qapp.setApplicationName("Sightline")
+    qapp.setApplicationDisplayName("Sightline")
+    qapp.setQuitOnLastWindowClosed(False)
+    qapp.setDesktopFileName("sightline")
+
+    server = _claim_single_instance()
+    if server is None:
+        print("Sightline is already running; it has been brought to the front.", file=sys.stderr)
+        return 0
+
+    settings, notice = load_settings()
+    app = SightlineApp(qapp, settings, notice)
+
+    def on_connection() -> None:
+        conn = server.nextPendingConnection()
+        if conn is not None:
+            conn.readyRead.connect(app.raise_from_second_launch)
+            conn.disconnected.connect(conn.deleteLater)
+
+    server.newConnection.connect(on_connection)
+    keepalive = _install_signal_handlers(qapp)
+    qapp.aboutToQuit.connect(app.shutdown)
+    # The desktop session ending: save nothing special, just shut down cleanly.
+    qapp.commitDataRequest.connect(lambda _manager: app.shutdown())
+    log.info("Sightline started (tray: %s)", app.tray.has_tray)
+    print("Sightline is running.", file=sys.stderr, flush=True)
+    code = qapp.exec()
+    keepalive.stop()
+    app.shutdown()
+    server.close()
+    return code
