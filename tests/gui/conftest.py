@@ -1,0 +1,76 @@
+"""GUI tests: pytest-qt on the offscreen platform, with a guard against leaked threads.
+
+QT_QPA_PLATFORM defaults to offscreen (set it to xcb to watch the tests on a display). Every GUI
+test fails if it leaves a Python thread alive, a QThread started from Python still running, or
+work in Qt's global thread pool.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QThread, QThreadPool  # noqa: E402 (after the platform is chosen)
+
+from app.ui import protect_none_refcount  # noqa: E402
+
+protect_none_refcount()  # PySide6 6.12.0 on Python 3.11 drops a None reference per void call
+
+SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+
+_started_qthreads: weakref.WeakSet = weakref.WeakSet()
+_original_qthread_start = QThread.start
+
+
+def _recording_start(self, *args, **kwargs):
+    _started_qthreads.add(self)
+    return _original_qthread_start(self, *args, **kwargs)
+
+
+QThread.start = _recording_start  # every QThread started from Python is remembered (weakly)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads(qapp):
+    """Fail the test if it leaves a thread running (checked for up to 5 s after it ends)."""
+    before = {t for t in threading.enumerate() if t.is_alive()}
+    already_running = {id(t) for t in _started_qthreads if _is_running(t)}
+    yield
+    deadline = time.monotonic() + 5.0
+    while True:
+        qapp.processEvents()
+        py = [t.name for t in threading.enumerate() if t.is_alive() and t not in before]
+        qt = [
+            f"{type(t).__name__}({t.objectName()!r})"
+            for t in list(_started_qthreads)
+            if id(t) not in already_running and _is_running(t)
+        ]
+        pool = QThreadPool.globalInstance().activeThreadCount()
+        if not py and not qt and not pool:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"threads left running: python={py} qthreads={qt} thread-pool workers={pool}", pytrace=False
+            )
+        time.sleep(0.05)
+
+
+def _is_running(thread) -> bool:
+    try:
+        return thread.isRunning()
+    except RuntimeError:  # the C++ object is gone, so the thread is too
+        return False
+
+
+@pytest.fixture
+def screenshot_dir() -> Path:
+    """test-output/screenshots (git-ignored), created on demand."""
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOT_DIR
