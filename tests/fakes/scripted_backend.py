@@ -43,6 +43,9 @@ class ScriptedBackend(ModelBackend):
         self.load_calls = 0
         self._loaded = False
         self.generating = threading.Event()
+        # When set to an Event, generate() blocks on it first, ignoring cancel: a backend stuck in
+        # a long step (a prefill), so jobs queue up behind it deterministically.
+        self.gate: threading.Event | None = None
 
     def check(self) -> BackendCheck:
         return BackendCheck(self._ok, self._reason)
@@ -61,6 +64,8 @@ class ScriptedBackend(ModelBackend):
     def generate(self, request: JobRequest, cancel: CancelToken) -> Iterator[str]:
         self.requests.append(request)
         self.generating.set()
+        if self.gate is not None:
+            self.gate.wait(10)
         for i, chunk in enumerate(self.chunks):
             if self.fail_after is not None and i == self.fail_after:
                 raise self.error

@@ -1,0 +1,137 @@
+"""JobController + InferenceWorker (a real QThread) with a scripted backend and the silent speech spy."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from app.core.errors import ServerError
+from app.core.types import JobRequest, Task
+from app.inference.registry import BackendRegistry
+from app.jobs.controller import JobController
+from app.jobs.worker import InferenceWorker
+from app.settings.schema import Settings
+from app.speech.drivers.silent import SilentDriver
+from app.speech.manager import SpeechManager
+from tests.fakes.scripted_backend import ScriptedBackend
+
+
+class EarconSpy:
+    def __init__(self):
+        self.played = []
+        self.working = False
+
+    def play(self, name):
+        self.played.append(name)
+
+    def start_working(self):
+        self.working = True
+
+    def stop_working(self):
+        self.working = False
+
+
+@pytest.fixture
+def rig(qtbot):
+    backend = ScriptedBackend(name="local", chunks=["First sentence. ", "Second ", "sentence."])
+    registry = BackendRegistry(Settings(), factories={"local": lambda s: backend})
+    worker = InferenceWorker(registry)
+    spy = SilentDriver()
+    speech = SpeechManager(spy)
+    earcons = EarconSpy()
+    controller = JobController(worker, speech, earcons)
+    chunks, finished, failed = [], [], []
+    controller.answerChunk.connect(lambda job, text: chunks.append((job, text)))
+    controller.answerFinished.connect(lambda job, result: finished.append((job, result)))
+    controller.answerFailed.connect(lambda job, sentence: failed.append((job, sentence)))
+    yield backend, controller, spy, speech, earcons, chunks, finished, failed
+    worker.stop()
+    speech.close()
+
+
+def _q(text="q"):
+    return JobRequest(Task.ASK_SPOKEN, question=text)
+
+
+def test_streams_to_window_and_speech(qtbot, rig):
+    backend, controller, spy, speech, earcons, chunks, finished, failed = rig
+    job = controller.submit(_q(), "Question")
+    qtbot.waitUntil(lambda: bool(finished), timeout=5000)
+    assert [t for j, t in chunks if j == job] == ["First sentence. ", "Second ", "sentence."]
+    assert speech.wait_idle(5)
+    assert spy.spoken == ["First sentence.", "Second sentence."]
+    assert earcons.played == ["start", "done"] and not earcons.working
+    assert controller.last_answer == "First sentence. Second sentence."
+    assert controller.first_speech_latency is not None and not failed
+
+
+def test_new_job_supersedes_and_late_chunks_are_dropped(qtbot, rig):
+    backend, controller, spy, speech, earcons, chunks, finished, failed = rig
+    backend.chunks = [f"Old part {i}. " for i in range(50)]
+    backend.delay = 0.05
+    old = controller.submit(_q("old"), "Old")
+    qtbot.waitUntil(lambda: any(j == old for j, _ in chunks), timeout=5000)
+    backend.chunks = ["New answer."]
+    backend.delay = 0.0
+    new = controller.submit(_q("new"), "New")
+    qtbot.waitUntil(lambda: any(j == new for j, _ in finished), timeout=5000)
+    qtbot.wait(200)  # anything the old job still had in flight arrives now, and must be ignored
+    old_chunks = [t for j, t in chunks if j == old]
+    assert 0 < len(old_chunks) < 50  # it was cut off, not run to the end
+    assert [j for j, _ in finished] == [new]  # the old job's end is not reported as an answer
+    assert controller.last_answer == "New answer."
+    assert speech.wait_idle(5)
+    assert "New answer." in spy.spoken
+    assert not any(s.startswith("Old part 4") for s in spy.spoken)
+
+
+def test_queued_job_is_dropped_without_running(qtbot, rig):
+    backend, controller, spy, speech, earcons, chunks, finished, failed = rig
+    backend.gate = threading.Event()
+    controller.submit(_q("one"), "One")
+    assert backend.generating.wait(5)  # one is in the worker, stuck in a long step
+    controller.submit(_q("two"), "Two")  # queued behind one...
+    three = controller.submit(_q("three"), "Three")  # ...and superseded before it could start
+    backend.gate.set()
+    qtbot.waitUntil(lambda: any(j == three for j, _ in finished), timeout=10000)
+    assert [r.question for r in backend.requests] == ["one", "three"]
+
+
+def test_stop_is_immediate_and_silences(qtbot, rig):
+    backend, controller, spy, speech, earcons, chunks, finished, failed = rig
+    backend.chunks = [f"Sentence {i}. " for i in range(100)]
+    backend.delay = 0.05
+    controller.submit(_q(), "Long")
+    qtbot.waitUntil(lambda: len(chunks) >= 2, timeout=5000)
+    controller.stop()
+    assert not controller.busy
+    n = len(chunks)
+    qtbot.wait(300)
+    assert len(chunks) == n  # nothing more is shown after Stop
+    assert speech.wait_idle(2)
+    assert not failed
+
+
+def test_failure_becomes_a_spoken_sentence(qtbot, rig):
+    backend, controller, spy, speech, earcons, chunks, finished, failed = rig
+    backend.fail_after = 0
+    backend.error = ServerError("The Sightline server is not answering.")
+    job = controller.submit(_q(), "Question")
+    qtbot.waitUntil(lambda: bool(failed), timeout=5000)
+    assert failed == [(job, "The Sightline server is not answering.")]
+    assert speech.wait_idle(5)
+    assert spy.spoken[-1] == "The Sightline server is not answering."
+    assert earcons.played[-1] == "error"
+
+
+def test_partial_answer_is_kept_and_spoken_before_the_error(qtbot, rig):
+    backend, controller, spy, speech, earcons, chunks, finished, failed = rig
+    backend.chunks = ["The first part arrived. ", "More"]
+    backend.fail_after = 1
+    backend.error = ServerError("The server failed in the middle of the answer.")
+    controller.submit(_q(), "Question")
+    qtbot.waitUntil(lambda: bool(failed), timeout=5000)
+    assert speech.wait_idle(5)
+    assert spy.spoken == ["The first part arrived.", "The server failed in the middle of the answer."]
+    assert controller.last_answer == "The first part arrived. "
