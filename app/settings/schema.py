@@ -2,48 +2,345 @@
 
 Frozen: a change produces a new Settings (dataclasses.replace), so a snapshot handed to the
 worker thread never changes under it.
+
+Each field carries a FieldInfo in its metadata (label, help, group, choices, range); the settings
+dialog is generated from it and the store validates with it. Field order is the order on screen.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from dataclasses import dataclass
+from typing import Any
 
 SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
+class FieldInfo:
+    label: str  # the control's label and accessible name, without the colon
+    help: str  # one plain sentence: accessible description and tooltip
+    group: str  # a key of GROUPS
+    choices: tuple[tuple[str, str], ...] = ()  # (stored value, what the user reads); empty: free
+    suggestions: tuple[str, ...] = ()  # free text, with these offered
+    widget: str = ""  # "", "folder", "file", "percent", "voice", "chord", "keymap"
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    suffix: str = ""
+    advanced: bool = False  # shown after the everyday settings of its group
+
+
+# Dialog pages in order: (key, title).
+GROUPS: tuple[tuple[str, str], ...] = (
+    ("answers", "Answers"),
+    ("speech", "Speech"),
+    ("keys", "Keys"),
+    ("capture", "Capture"),
+    ("general", "General"),
+)
+
+
+def _s(default: Any, label: str, help: str, group: str, **info: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"info": FieldInfo(label, help, group, **info)})
+
+
+def _default_prefix() -> str:
+    # On a Mac, Ctrl+Option belongs to VoiceOver (see app.commands.keymap).
+    return "Option+Shift+Cmd+Space" if sys.platform == "darwin" else "Ctrl+Alt+Shift+Space"
+
+
+@dataclass(frozen=True)
 class Settings:
     # Which engine answers: "auto" tries local, then remote (if a server is set), then ocr.
-    backend: str = "auto"
+    backend: str = _s(
+        "auto",
+        "Answering engine",
+        "Which engine answers: the model on this computer, a server, or text recognition only.",
+        "answers",
+        choices=(
+            ("auto", "Automatic"),
+            ("local", "Phi-4 model on this computer"),
+            ("remote", "Server"),
+            ("ocr", "Text recognition only"),
+        ),
+    )
     # Folder holding the Phi-4-multimodal weights; empty means the user models dir.
-    model_dir: str = ""
+    model_dir: str = _s(
+        "",
+        "Model folder",
+        "The folder holding the Phi-4 model files. Leave it empty to use Sightline's own models folder.",
+        "answers",
+        widget="folder",
+    )
     # "auto", "cuda", "mps" or "cpu".
-    device: str = "auto"
+    device: str = _s(
+        "auto",
+        "Processor for the model",
+        "Where the model runs. A graphics card is much faster than the main processor.",
+        "answers",
+        choices=(
+            ("auto", "Automatic"),
+            ("cuda", "NVIDIA graphics card"),
+            ("mps", "Apple graphics"),
+            ("cpu", "Main processor"),
+        ),
+        advanced=True,
+    )
     # "none", "4bit" or "8bit" (CUDA only).
-    quantization: str = "none"
+    quantization: str = _s(
+        "none",
+        "Model compression",
+        "Compression lets the model fit on a small graphics card, at some cost in quality.",
+        "answers",
+        choices=(("none", "None"), ("4bit", "4-bit"), ("8bit", "8-bit")),
+        advanced=True,
+    )
     # Remote vLLM server, e.g. https://ai.school.example:8000/v1; empty means none.
-    server_url: str = ""
-    server_ca_file: str = ""
-    server_allow_insecure_http: bool = False
-    server_token_env: str = "SIGHTLINE_SERVER_TOKEN"
-    server_image_format: str = "jpeg"  # "jpeg" or "png"
-    server_jpeg_quality: int = 90
+    server_url: str = _s(
+        "",
+        "Server address",
+        "The address of your organisation's model server, for example https://ai.school.example:8000/v1. "
+        "Leave it empty for none.",
+        "answers",
+    )
+    server_ca_file: str = _s(
+        "",
+        "Server certificate file",
+        "A certificate file for a server that uses its own certificate authority. Usually empty.",
+        "answers",
+        widget="file",
+        advanced=True,
+    )
+    server_allow_insecure_http: bool = _s(
+        False,
+        "Allow an unencrypted server address",
+        "Lets Sightline send pictures over plain http. Use only on a network you trust.",
+        "answers",
+        advanced=True,
+    )
+    server_token_env: str = _s(
+        "SIGHTLINE_SERVER_TOKEN",
+        "Server token variable",
+        "The name of the environment variable that holds the server's access token.",
+        "answers",
+        advanced=True,
+    )
+    server_image_format: str = _s(
+        "jpeg",
+        "Picture format sent to the server",
+        "JPEG is smaller and faster; PNG keeps every pixel.",
+        "answers",
+        choices=(("jpeg", "JPEG"), ("png", "PNG")),
+        advanced=True,
+    )
+    server_jpeg_quality: int = _s(
+        90,
+        "JPEG quality",
+        "Picture quality when sending JPEG to the server, from 50 to 100.",
+        "answers",
+        minimum=50,
+        maximum=100,
+        advanced=True,
+    )
     # "low", "normal" or "high": how many image crops the model may use.
-    detail: str = "normal"
+    detail: str = _s(
+        "normal",
+        "Detail level",
+        "How closely the model looks at a picture. High detail reads small text better but takes longer.",
+        "answers",
+        choices=(("low", "Low: fastest"), ("normal", "Normal"), ("high", "High: small text, slower")),
+    )
     # The language answers are written in.
-    response_language: str = "English"
-    max_new_tokens: int = 512
+    response_language: str = _s(
+        "English",
+        "Answer language",
+        "The language the answers are written and spoken in.",
+        "answers",
+        suggestions=(
+            "English",
+            "Chinese",
+            "French",
+            "German",
+            "Italian",
+            "Japanese",
+            "Portuguese",
+            "Spanish",
+        ),
+    )
+    max_new_tokens: int = _s(
+        512,
+        "Longest answer, in words",
+        "The most the model may write for one answer, counted roughly in words.",
+        "answers",
+        minimum=32,
+        maximum=4096,
+        step=32,
+        advanced=True,
+    )
     # Speech.
-    output_mode: str = "voice"  # "voice", "screen_reader" or "text"
-    speech_driver: str = "auto"
-    voice: str = ""
-    rate: int = 180  # words per minute
-    volume: float = 1.0
-    earcons: bool = True
+    output_mode: str = _s(
+        "voice",  # "voice", "screen_reader" or "text"
+        "How answers are given",
+        "Sightline can speak with its own voice, send answers to your screen reader, or only show text.",
+        "speech",
+        choices=(
+            ("voice", "Sightline's own voice"),
+            ("screen_reader", "My screen reader"),
+            ("text", "Text only"),
+        ),
+    )
+    speech_driver: str = _s(
+        "auto",
+        "Speech engine",
+        "The speech engine for Sightline's own voice.",
+        "speech",
+        choices=(
+            ("auto", "Automatic"),
+            ("pyttsx3", "System voices"),
+            ("espeak", "eSpeak NG"),
+            ("screen_reader", "Screen reader"),
+            ("silent", "Silent"),
+        ),
+        advanced=True,
+    )
+    voice: str = _s(
+        "",
+        "Voice",
+        "The voice Sightline speaks with. Empty means the system's default voice.",
+        "speech",
+        widget="voice",
+    )
+    rate: int = _s(
+        180,  # words per minute
+        "Speech rate",
+        "How fast Sightline speaks, in words per minute.",
+        "speech",
+        minimum=80,
+        maximum=450,
+        step=10,
+        suffix=" words per minute",
+    )
+    volume: float = _s(
+        1.0, "Volume", "How loud Sightline speaks.", "speech", widget="percent", minimum=0.0, maximum=1.0
+    )
+    earcons: bool = _s(
+        True,
+        "Play sounds while working",
+        "Short sounds when Sightline starts, works, finishes or meets an error.",
+        "speech",
+    )
     # Capture.
-    pointer_box: int = 400  # side, in pixels, of the box around the mouse pointer
-    camera: str = "0"
-    microphone: str = ""
-    max_recording_seconds: float = 40.0
+    pointer_box: int = _s(
+        400,  # side, in pixels, of the box around the mouse pointer
+        "Area around the mouse",
+        "The size of the square around the mouse pointer that Describe what is under the mouse looks at.",
+        "capture",
+        minimum=100,
+        maximum=2000,
+        step=50,
+        suffix=" pixels",
+    )
+    camera: str = _s("0", "Camera", "The camera to use: 0 is the first camera.", "capture")
+    microphone: str = _s(
+        "", "Microphone", "The microphone to use. Empty means the system's default.", "capture"
+    )
+    max_recording_seconds: float = _s(
+        40.0,
+        "Longest spoken question",
+        "Recording stops by itself after this many seconds.",
+        "capture",
+        minimum=5.0,
+        maximum=120.0,
+        step=5.0,
+        suffix=" seconds",
+    )
     # Privacy: screens, audio and answers are never logged unless this is on.
-    diagnostics: bool = False
+    diagnostics: bool = _s(
+        False,
+        "Keep diagnostic logs",
+        "Writes screens, recordings and answers to the log to help with problems. Off keeps them private.",
+        "general",
+        advanced=True,
+    )
+    # Keys. The prefix chord, then one key (see app.commands.keymap).
+    hotkey_prefix: str = _s(
+        _default_prefix(),
+        "Prefix keys",
+        "Press these keys together, let go, then press one command key.",
+        "keys",
+        widget="chord",
+    )
+    hotkey_timeout: float = _s(
+        2.0,
+        "Time to press the command key",
+        "How long Sightline waits for the command key after the prefix.",
+        "keys",
+        minimum=1.0,
+        maximum=10.0,
+        step=0.5,
+        suffix=" seconds",
+        advanced=True,
+    )
+    # Changes from each command's default key: ((command id, key), ...). Stored as an object in JSON.
+    command_keys: tuple[tuple[str, str], ...] = _s(
+        (),
+        "Command keys",
+        "The key pressed after the prefix for each command.",
+        "keys",
+        widget="keymap",
+    )
+    # Direct chords: ((command id, chord), ...); none by default.
+    command_chords: tuple[tuple[str, str], ...] = _s(
+        (),
+        "Direct shortcuts",
+        "Optional keys that run a command at once, without the prefix.",
+        "keys",
+        widget="keymap",
+    )
+    # Display.
+    result_font_size: int = _s(
+        20,
+        "Text size",
+        "The size of the text in Sightline's windows, in points.",
+        "general",
+        minimum=10,
+        maximum=72,
+        suffix=" points",
+    )
+    high_contrast: bool = _s(
+        False, "High contrast", "Shows Sightline's windows in white and yellow on black.", "general"
+    )
+    start_with_system: bool = _s(
+        False,
+        "Start Sightline when I log in",
+        "Starts Sightline in the background when you log in.",
+        "general",
+    )
+
+
+def field_info(name: str) -> FieldInfo:
+    for f in dataclasses.fields(Settings):
+        if f.name == name:
+            return f.metadata["info"]
+    raise KeyError(name)
+
+
+def fields_in_group(group: str) -> list[dataclasses.Field]:
+    """The fields of one dialog page, everyday ones first, then advanced ones, each in schema order."""
+    members = [f for f in dataclasses.fields(Settings) if f.metadata["info"].group == group]
+    return [f for f in members if not f.metadata["info"].advanced] + [
+        f for f in members if f.metadata["info"].advanced
+    ]
+
+
+def field_type(f: dataclasses.Field) -> type:
+    """The Python type of a field (annotations are strings under `from __future__ import annotations`)."""
+    return {
+        "str": str,
+        "bool": bool,
+        "int": int,
+        "float": float,
+        "tuple[tuple[str, str], ...]": tuple,
+    }[f.type if isinstance(f.type, str) else f.type.__name__]

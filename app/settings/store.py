@@ -1,0 +1,204 @@
+"""Load and save settings: one JSON file in the config dir, written atomically, versioned.
+
+- Unknown keys are ignored (and logged); a value of the wrong type, outside its choices or out of
+  range is replaced by that field's default (numbers out of range are brought inside it). One bad
+  value never costs the user the rest of their settings.
+- A file that cannot be read as a settings object is kept as settings.json.broken-<timestamp>, the
+  defaults are used, and load_settings returns a notice sentence for the app to speak.
+- Saving writes a temporary file in the same folder, flushes and fsyncs it, then os.replace()s it
+  over the old one: the file on disk is always either the old settings or the new ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from app import paths
+from app.core.errors import SightlineError
+from app.settings.migrations import migrate
+from app.settings.schema import SCHEMA_VERSION, Settings, field_type
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "settings.json"
+BROKEN_NOTICE = "Your settings file was damaged; Sightline saved a copy and started with default settings."
+UNREADABLE_NOTICE = "Sightline could not read your settings file, so it started with default settings."
+
+
+class SettingsError(SightlineError):
+    """Settings that could not be saved."""
+
+
+class LoadResult(NamedTuple):
+    settings: Settings
+    notice: str | None  # a sentence to speak, or None when all went well
+
+
+def settings_path() -> Path:
+    return paths.config_dir() / FILE_NAME
+
+
+# --- Conversion -----------------------------------------------------------------------------------
+
+
+def to_dict(settings: Settings) -> dict[str, Any]:
+    """The JSON object for a Settings (pairs become objects), with the schema version."""
+    data: dict[str, Any] = {"version": SCHEMA_VERSION}
+    for f in dataclasses.fields(Settings):
+        value = getattr(settings, f.name)
+        if field_type(f) is tuple:
+            value = {k: v for k, v in value}
+        data[f.name] = value
+    return data
+
+
+def _check(f: dataclasses.Field, value: Any) -> tuple[Any, str | None]:
+    """(value to use, problem or None) for one field."""
+    info = f.metadata["info"]
+    kind = field_type(f)
+    default = f.default
+    if kind is bool:
+        if isinstance(value, bool):
+            return value, None
+        return default, f"{f.name}: expected true or false, got {type(value).__name__}"
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                return default, f"{f.name}: expected a whole number, got {type(value).__name__}"
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return default, f"{f.name}: expected a number, got {value!r}"
+        value = float(value)
+    elif kind is str:
+        if not isinstance(value, str):
+            return default, f"{f.name}: expected text, got {type(value).__name__}"
+        if info.choices and value not in {v for v, _ in info.choices}:
+            return default, f"{f.name}: {value!r} is not one of the choices"
+        return value, None
+    elif kind is tuple:
+        if not isinstance(value, dict):
+            return default, f"{f.name}: expected an object, got {type(value).__name__}"
+        pairs = tuple((str(k), v) for k, v in value.items() if isinstance(v, str))
+        problem = None if len(pairs) == len(value) else f"{f.name}: entries that are not text were dropped"
+        return pairs, problem
+    # Numbers: bring them inside the range.
+    if info.minimum is not None and value < info.minimum:
+        return type(value)(info.minimum), f"{f.name}: {value} is below {info.minimum}"
+    if info.maximum is not None and value > info.maximum:
+        return type(value)(info.maximum), f"{f.name}: {value} is above {info.maximum}"
+    return value, None
+
+
+def from_dict(data: dict[str, Any]) -> tuple[Settings, list[str]]:
+    """A Settings from a JSON object of the current version, and the problems met (for the log)."""
+    problems: list[str] = []
+    known = {f.name: f for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key == "version":
+            continue
+        f = known.get(key)
+        if f is None:
+            problems.append(f"unknown key {key!r} ignored")
+            continue
+        value, problem = _check(f, raw)
+        if problem:
+            problems.append(problem)
+        values[key] = value
+    return Settings(**values), problems
+
+
+# --- Files ----------------------------------------------------------------------------------------
+
+
+def _back_up(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backup = path.with_name(f"{path.name}.broken-{stamp}")
+    n = 1
+    while backup.exists():
+        backup = path.with_name(f"{path.name}.broken-{stamp}-{n}")
+        n += 1
+    os.replace(path, backup)
+    return backup
+
+
+def load_settings(path: Path | None = None) -> LoadResult:
+    """Read the settings. Never raises for a bad file: the worst case is defaults and a notice."""
+    path = path or settings_path()
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        return LoadResult(Settings(), None)
+    except OSError as exc:
+        log.warning("settings file %s cannot be read: %s", path, exc)
+        return LoadResult(Settings(), UNREADABLE_NOTICE)
+    try:
+        data = json.loads(raw_bytes.decode("utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"the top level is {type(data).__name__}, not an object")
+    except (UnicodeDecodeError, ValueError) as exc:
+        try:
+            backup = _back_up(path)
+        except OSError as backup_exc:
+            log.warning(
+                "settings file %s is damaged (%s) and could not be backed up: %s", path, exc, backup_exc
+            )
+            return LoadResult(Settings(), UNREADABLE_NOTICE)
+        log.warning("settings file %s is damaged (%s); kept as %s, using defaults", path, exc, backup.name)
+        return LoadResult(Settings(), BROKEN_NOTICE)
+    settings, problems = from_dict(migrate(data, SCHEMA_VERSION))
+    for problem in problems:
+        log.info("settings: %s", problem)
+    return LoadResult(settings, None)
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> Path:
+    """Write the settings atomically. Raises SettingsError (with a sentence) if the disk refuses."""
+    path = path or settings_path()
+    text = json.dumps(to_dict(settings), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise SettingsError("Sightline could not save your settings.", detail=f"{path}: {exc}") from exc
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable where the platform allows it (not on Windows)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
