@@ -1,0 +1,293 @@
+"""AudioPlayer: one output stream, two channels (speech and earcons), cut at once on stop.
+
+Speech drivers that synthesise into a buffer hand the samples to the player. The player keeps one
+PortAudio output stream open while there is something to play (and a few seconds after, so the
+next sentence starts without reopening the device) and mixes the speech channel with the earcon
+channel in its callback. `stop_speech()` makes the callback drop the speech clip on its next
+block: silence follows within one block plus the device latency. Earcons never wait for speech
+and speech never waits for earcons.
+
+A Clip can be filled while it plays (espeak-ng streams its samples as it synthesises), so the
+first audio leaves long before the whole sentence is synthesised.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.core.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+STREAM_RATE = 22050
+BLOCK_FRAMES = 256  # ~12 ms at 22 kHz: the longest a stop can wait for the callback
+IDLE_CLOSE_SECONDS = 8.0
+
+
+def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
+    """Linear resampling; plenty for speech and short tones."""
+    if src_rate == dst_rate or samples.size == 0:
+        return samples.astype(np.float32, copy=False)
+    n_out = max(1, round(samples.size * dst_rate / src_rate))
+    x_out = np.linspace(0.0, samples.size - 1, n_out)
+    return np.interp(x_out, np.arange(samples.size), samples).astype(np.float32)
+
+
+@dataclass(eq=False)
+class Clip:
+    """Mono float32 samples at `rate`, appended by a producer, read by the audio callback."""
+
+    rate: int = STREAM_RATE
+    volume: float = 1.0
+    # Producer thread -> audio callback: blocks of samples travel through this queue.
+    _blocks: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    _complete: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    interrupted: bool = False
+    first_sample_time: float | None = None  # time.monotonic() when its first block was played
+    frames_queued: int = 0
+
+    def push(self, samples: np.ndarray) -> None:
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if samples.size:
+            # Resampled here, on the producer's thread, so the audio callback only copies.
+            samples = resample(samples, self.rate, STREAM_RATE)
+            self.frames_queued += samples.size
+            self._blocks.put(samples)
+
+    def finish(self) -> None:
+        """No more samples will come."""
+        self._complete.set()
+
+    @property
+    def duration(self) -> float:
+        return self.frames_queued / float(STREAM_RATE)
+
+    @classmethod
+    def from_samples(cls, samples: np.ndarray, rate: int, volume: float = 1.0) -> Clip:
+        clip = cls(rate=rate, volume=volume)
+        clip.push(samples)
+        clip.finish()
+        return clip
+
+
+class _Channel:
+    """Read side of one channel; touched only by the audio callback."""
+
+    def __init__(self) -> None:
+        self.clip: Clip | None = None
+        self.current: np.ndarray | None = None
+        self.pos = 0
+
+    def drop(self, interrupted: bool) -> None:
+        if self.clip is not None:
+            self.clip.interrupted = interrupted
+            self.clip.done.set()
+        self.clip, self.current, self.pos = None, None, 0
+
+    def fill(self, out: np.ndarray, stream_rate: int) -> bool:
+        """Adds this channel's samples into `out`; returns True if it produced sound."""
+        clip = self.clip
+        if clip is None:
+            return False
+        need, written = out.shape[0], 0
+        while written < need:
+            if self.current is None or self.pos >= self.current.shape[0]:
+                try:
+                    block = clip._blocks.get_nowait()
+                except queue.Empty:
+                    if clip._complete.is_set() and clip._blocks.empty():
+                        self.drop(interrupted=False)
+                    break
+                self.current = resample(block, STREAM_RATE, stream_rate) * clip.volume
+                self.pos = 0
+            take = min(need - written, self.current.shape[0] - self.pos)
+            out[written : written + take] += self.current[self.pos : self.pos + take]
+            self.pos += take
+            written += take
+        if written and clip.first_sample_time is None:
+            clip.first_sample_time = time.monotonic()
+        return written > 0
+
+
+class AudioPlayer:
+    """Plays Clips on the default (or a named) output device. Thread-safe; never blocks on audio."""
+
+    def __init__(self, device: int | str | None = None, rate: int = STREAM_RATE) -> None:
+        self._device = device
+        self._rate = rate
+        self._lock = threading.Lock()
+        self._stream = None
+        # Any thread -> audio callback: play/stop commands travel through this queue.
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._speech = _Channel()
+        self._earcon = _Channel()
+        self._last_activity = time.monotonic()
+        self._closed = False
+        self._reaper: threading.Thread | None = None
+        self._reaper_wake = threading.Event()
+
+    @staticmethod
+    def check() -> tuple[bool, str]:
+        """Can audio be played here?"""
+        try:
+            import sounddevice as sd
+        except Exception as exc:  # PortAudio missing raises OSError
+            return False, f"sounddevice cannot load PortAudio ({exc})"
+        try:
+            sd.query_devices(kind="output")
+        except Exception as exc:
+            return False, f"no audio output device ({exc})"
+        return True, "audio output available"
+
+    # -- public ------------------------------------------------------------------------------
+
+    def play(self, clip: Clip, channel: str = "speech") -> Clip:
+        """Starts `clip` (replacing any clip on the same channel); returns it. Does not wait."""
+        self._ensure_stream()
+        self._commands.put(("play", channel, clip))
+        return clip
+
+    @property
+    def current_speech(self) -> Clip | None:
+        """The clip on the speech channel now (its first_sample_time says when it became audible)."""
+        return self._speech.clip
+
+    def stop_speech(self) -> None:
+        """Silence the speech channel now (the earcon channel keeps playing)."""
+        self._commands.put(("stop", "speech", None))
+
+    def stop_all(self) -> None:
+        self._commands.put(("stop", "all", None))
+
+    def wait(self, clip: Clip, cancel_event: threading.Event | None = None, timeout: float = 120.0) -> bool:
+        """Blocks until `clip` ends or `cancel_event` is set. Returns True if it played to the end."""
+        deadline = time.monotonic() + timeout
+        while not clip.done.wait(0.02):
+            if cancel_event is not None and cancel_event.is_set():
+                return False
+            if time.monotonic() > deadline:
+                return False
+            if self._stream_broken():
+                raise DeviceError("The sound device stopped working.", detail="output stream inactive")
+        return not clip.interrupted
+
+    def close(self) -> None:
+        self._closed = True
+        self._reaper_wake.set()
+        if self._reaper is not None:
+            self._reaper.join(timeout=2)
+        self._close_stream()
+
+    # -- stream ------------------------------------------------------------------------------
+
+    def _ensure_stream(self) -> None:
+        with self._lock:
+            self._last_activity = time.monotonic()
+            if self._stream is not None:
+                return
+            try:
+                import sounddevice as sd
+
+                self._stream = sd.OutputStream(
+                    samplerate=self._rate,
+                    channels=1,
+                    dtype="float32",
+                    blocksize=BLOCK_FRAMES,
+                    latency="low",
+                    device=self._device,
+                    callback=self._callback,
+                )
+                self._stream.start()
+            except Exception as exc:
+                self._stream = None
+                raise DeviceError("No sound device could be opened.", detail=repr(exc)) from exc
+            log.debug("audio stream open at %d Hz, latency %.3f s", self._rate, self._stream.latency)
+            if self._reaper is None or not self._reaper.is_alive():
+                self._reaper = threading.Thread(
+                    target=self._reap_idle, name="sightline-audio-idle", daemon=True
+                )
+                self._reaper.start()
+
+    def _stream_broken(self) -> bool:
+        with self._lock:
+            return self._stream is not None and not self._stream.active and not self._closed
+
+    def _close_stream(self) -> None:
+        with self._lock:
+            stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.abort()
+                stream.close()
+            except Exception:
+                log.debug("closing the audio stream failed", exc_info=True)
+        for channel in (self._speech, self._earcon):
+            channel.drop(interrupted=True)
+        while True:
+            try:
+                _, _, clip = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            if clip is not None:
+                clip.interrupted = True
+                clip.done.set()
+
+    def _reap_idle(self) -> None:
+        """Closes the device after a quiet spell so the system can suspend it."""
+        while not self._closed:
+            self._reaper_wake.wait(1.0)
+            with self._lock:
+                idle = (
+                    self._stream is not None
+                    and self._speech.clip is None
+                    and self._earcon.clip is None
+                    and self._commands.empty()
+                    and time.monotonic() - self._last_activity > IDLE_CLOSE_SECONDS
+                )
+            if idle:
+                self._close_stream()
+                return
+
+    def _callback(self, outdata, frames, time_info, status) -> None:  # PortAudio's thread
+        # Commands from other threads arrive through self._commands (a queue); nothing here blocks.
+        while True:
+            try:
+                op, channel, clip = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            targets = (
+                [self._speech, self._earcon]
+                if channel == "all"
+                else [self._speech if channel == "speech" else self._earcon]
+            )
+            for target in targets:
+                target.drop(interrupted=True)
+            if op == "play":
+                targets[0].clip = clip
+        buf = outdata[:, 0]
+        buf.fill(0.0)
+        active = self._speech.fill(buf, self._rate)
+        active = self._earcon.fill(buf, self._rate) or active
+        if active:
+            self._last_activity = time.monotonic()
+        np.clip(buf, -1.0, 1.0, out=buf)
+
+
+_shared: AudioPlayer | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_player() -> AudioPlayer:
+    """The process-wide player (speech and earcons share one stream)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared._closed:
+            _shared = AudioPlayer()
+        return _shared
