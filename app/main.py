@@ -581,7 +581,8 @@ def _claim_single_instance() -> QLocalServer | None:
     return server
 
 
-def run_app(argv: list[str] | None = None) -> int:
+def run_app(argv: list[str] | None = None, on_ready=None) -> int:
+    """Run the tray app until it quits. `on_ready(app)` is called once everything is built."""
     from app.settings.store import load_settings
 
     qapp = QApplication.instance() or QApplication(argv or sys.argv[:1])
@@ -610,6 +611,8 @@ def run_app(argv: list[str] | None = None) -> int:
     # The desktop session ending: save nothing special, just shut down cleanly.
     qapp.commitDataRequest.connect(lambda _manager: app.shutdown())
     log.info("Sightline started (tray: %s)", app.tray.has_tray)
+    if on_ready is not None:
+        on_ready(app)
     print("Sightline is running.", file=sys.stderr, flush=True)
     code = qapp.exec()
     keepalive.stop()

@@ -22,17 +22,18 @@ GRAMMAR = """#JSGF V1.0;
 grammar sightline;
 public <command> = [please] ( <describe> | <read> | <repeat> | <stop> ) [please];
 <describe> = (describe | what is on) [the] screen;
-<read> = read ([all] [the] (text | words) | everything | [the] screen | it | aloud);
+<read> = read ([all] [the] (text | words) | everything | the screen);
 <repeat> = repeat [that] | say that again;
 <stop> = stop | be quiet;
 """
+
 
 # The decoder can return a partial path ("read", "read the") when the speech did not reach the
 # end of a phrase; only complete phrases count, which rejects most speech outside the grammar.
 _OPT_PLEASE = r"(?:please )?"
 PHRASES = (
     ("describe_screen", r"(?:describe|what is on) (?:the )?screen"),
-    ("read_text", r"read (?:(?:all )?(?:the )?(?:text|words)|everything|(?:the )?screen|it|aloud)"),
+    ("read_text", r"read (?:(?:all )?(?:the )?(?:text|words)|everything|the screen)"),
     ("repeat_last", r"repeat(?: that)?|say that again"),
     ("stop", r"stop|be quiet"),
 )
@@ -50,6 +51,29 @@ OPEN_QUESTION_NEEDS_MODEL = (
 class VoiceMatch:
     command_id: str
     heard: str
+
+
+def _speech_only(samples):
+    """The audio from just before the first loud frame to just after the last.
+
+    Digital silence before the speech throws the decoder's feature normalisation off: a
+    recorded "describe the screen" with 0.4 s of silence in front decoded as nothing, the same
+    audio starting 20 ms before the speech decoded correctly. Push-to-talk recordings always
+    start with silence (the key goes down before the user speaks), so cut it here.
+    """
+    import numpy as np
+
+    frame = 160  # 10 ms at 16 kHz
+    n = len(samples) // frame
+    if n < 3:
+        return samples
+    rms = np.sqrt(np.mean(np.square(samples[: n * frame].reshape(n, frame)), axis=1))
+    loud = np.flatnonzero(rms > max(float(rms.max()) * 0.02, 1e-4))
+    if loud.size == 0:
+        return samples
+    start = max(0, int(loud[0]) - 2) * frame
+    end = min(len(samples), (int(loud[-1]) + 10) * frame)
+    return samples[start:end]
 
 
 class VoiceCommandRecognizer:
@@ -80,7 +104,7 @@ class VoiceCommandRecognizer:
         """The command heard, or None when the speech is not one of the commands."""
         import numpy as np
 
-        pcm = (np.clip(audio.samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+        pcm = (np.clip(_speech_only(audio.samples), -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
         with self._lock:
             decoder = self._ensure()
             decoder.start_utt()

@@ -95,8 +95,9 @@ def test_describe_json_without_model_says_how_to_get_it(screen_png):
 
 
 def test_describe_with_tiny_model_json(screen_png, tiny_model_dir):
-    proc = sightline("describe", "--image", str(screen_png), "--backend", "local", "--model", str(tiny_model_dir),
-                     "--json")
+    proc = sightline(
+        "describe", "--image", str(screen_png), "--backend", "local", "--model", str(tiny_model_dir), "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     obj = json.loads(proc.stdout)
     assert obj["backend"] == "local" and obj["error"] is None
@@ -119,7 +120,9 @@ def test_transcribe_without_model_is_a_clear_sentence(question_wav):
 
 
 def test_missing_model_folder_named_explicitly(screen_png, tmp_path):
-    proc = sightline("describe", "--image", str(screen_png), "--backend", "local", "--model", str(tmp_path / "nope"))
+    proc = sightline(
+        "describe", "--image", str(screen_png), "--backend", "local", "--model", str(tmp_path / "nope")
+    )
     assert_one_clean_sentence(proc, 4, "sightline model download")
 
 

@@ -1,0 +1,84 @@
+"""Runs the real Sightline tray app (app.main.run_app) on the X display, and on quit writes what a
+user would have heard and seen to a JSON file: every utterance the speech spy (the silent driver)
+received, the earcons, the answers in the result window, the tray state, and each request's inputs.
+
+    python -m tests.integration.app_harness REPORT.json
+
+Settings come from $SIGHTLINE_HOME as usual; the test writes them first (speech_driver "silent").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+
+
+def main() -> int:
+    report_path = sys.argv[1]
+    from app.logging_setup import setup_logging
+    from app.main import run_app
+
+    setup_logging()
+    state: dict = {"requests": []}
+
+    def on_ready(app) -> None:
+        state["app"] = app
+        submit = app.controller.worker.submit
+
+        def recording_submit(request, cancel, preference=""):
+            state["requests"].append(
+                {
+                    "job_id": request.job_id,
+                    "task": request.task.value,
+                    "image": None if request.image is None else [request.image.width, request.image.height],
+                    "audio_seconds": None if request.audio is None else round(request.audio.duration, 3),
+                    "question": request.question,
+                }
+            )
+            return submit(request, cancel, preference)
+
+        app.controller.worker.submit = recording_submit
+        app.qapp.aboutToQuit.connect(lambda: dump(app))
+        c = app.controller
+        c.answerFinished.connect(
+            lambda job, result: emit(
+                {
+                    "finished": job,
+                    "chars": len(result.text),
+                    "backend": result.backend,
+                    "error": None if result.error is None else result.error.sentence,
+                }
+            )
+        )
+        c.answerFailed.connect(lambda job, sentence: emit({"failed": job, "sentence": sentence}))
+        print(json.dumps({"ready": True, "tray": app.tray.has_tray}), flush=True)
+
+    def emit(obj: dict) -> None:
+        print(json.dumps(obj), flush=True)
+
+    def dump(app) -> None:
+        spy = app.speech.driver
+        result = app.controller.last_result
+        data = {
+            "driver": app.speech.driver_name,
+            "spoken_started": list(getattr(spy, "started", [])),
+            "earcons": list(app.earcons.played),
+            "tray_state": app.tray.state,
+            "answers": [{"title": r.title, "text": r.text, "error": r.error} for r in app.window.records],
+            "requests": state["requests"],
+            "last_tokens_in": result.tokens_in if result else None,
+            "last_backend": result.backend if result else None,
+        }
+        with open(report_path, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+
+    code = run_app([sys.argv[0]], on_ready=on_ready)
+    print(json.dumps({"exit": code}), flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
