@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from app.core.cancel import CancelToken
+from app.core.errors import SightlineError
 from app.core.types import JobRequest, Usage
 
 
@@ -24,6 +25,8 @@ class BackendCheck:
 
     ok: bool
     reason: str = ""
+    #: the precise error (model missing, wrong format...) for when the user named this backend
+    error: SightlineError | None = None
 
 
 class ModelBackend(abc.ABC):

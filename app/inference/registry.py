@@ -117,7 +117,7 @@ class BackendRegistry:
             if status.ok:
                 return Choice(backend, skipped)
             if strict and name == preference:
-                raise BackendUnavailableError(status.reason)
+                raise status.error or BackendUnavailableError(status.reason)
             skipped.append((backend.display_name, status.reason))
         reasons = " ".join(f"{name}: {reason}." for name, reason in skipped)
         raise BackendUnavailableError(f"No backend can answer this. {reasons}".strip())

@@ -45,7 +45,7 @@ def assert_one_clean_sentence(proc: subprocess.CompletedProcess, code: int, *wor
 
 
 @pytest.fixture(scope="module")
-def screen_png(tmp_path_factory) -> Path:
+def screen_png(tmp_path_factory, qapp) -> Path:  # qapp: Qt renders the screen
     path = tmp_path_factory.mktemp("cli") / "screen.png"
     Image.fromarray(render_screen(0)).save(path)
     return path
