@@ -345,7 +345,7 @@ class SightlineApp(QObject):
         self._toggle_recording("ask_voice")
 
     def _toggle_recording(self, command_id: str) -> None:
-        if self._recorder is not None and self._recorder.is_recording:
+        if self._ptt_command is not None:  # a second press stops, like letting go of the key
             self._finish_recording()
             return
         from app.capture.microphone import Recorder
@@ -356,20 +356,39 @@ class SightlineApp(QObject):
 
             self._ptt_image = screen.capture_screen(monitor=self._monitor_under_pointer())
         self.controller.stop()
-        recorder = Recorder.from_settings(self.settings)
-        recorder.start()
-        self._recorder = recorder
         self._ptt_command = command_id
-        self.earcons.play("start")
+        self._recorder = Recorder.from_settings(self.settings)
+        # "Speak after the tone": the recording starts when the start tone has finished, so the
+        # tone is not recorded (on speakers the microphone hears it) and taken for speech.
+        clip = self.earcons.play("start")
+        delay_ms = int(clip.duration * 1000) + 40 if clip is not None else 0
+        recorder = self._recorder
+        QTimer.singleShot(delay_ms, lambda: self._begin_recording(recorder))
+
+    def _begin_recording(self, recorder) -> None:
+        if recorder is not self._recorder or self._ptt_command is None:
+            return  # released or stopped before the tone ended
+        try:
+            recorder.start()
+        except SightlineError as exc:
+            self._recorder = None
+            self._ptt_command = None
+            self.controller.report_error(exc.sentence)
 
     @Slot(str)
     def _on_key_released(self, command_id: str) -> None:
-        if command_id == self._ptt_command and self._recorder is not None and self._recorder.is_recording:
+        if command_id == self._ptt_command:
             self._finish_recording()
 
     def _finish_recording(self) -> None:
         recorder, self._recorder = self._recorder, None
         image, self._ptt_image = self._ptt_image, None
+        self._ptt_command = None
+        if recorder is None or not recorder.is_recording:
+            if recorder is not None:
+                recorder.abort()
+            self.controller.report_error("I heard nothing. Hold the key while you speak, after the tone.")
+            return
         try:
             audio = recorder.stop()
         except SightlineError as exc:
@@ -441,6 +460,7 @@ class SightlineApp(QObject):
         if self._recorder is not None:
             self._recorder.abort()
             self._recorder = None
+        self._ptt_command = None
         self.controller.stop()
 
     def cmd_copy_last(self) -> None:

@@ -22,7 +22,7 @@ GRAMMAR = """#JSGF V1.0;
 grammar sightline;
 public <command> = [please] ( <describe> | <read> | <repeat> | <stop> ) [please];
 <describe> = (describe | what is on) [the] screen;
-<read> = read ([all] [the] (text | words) | everything | the screen);
+<read> = read ([all] [the] (text | words) | everything);
 <repeat> = repeat [that] | say that again;
 <stop> = stop | be quiet;
 """
@@ -33,7 +33,7 @@ public <command> = [please] ( <describe> | <read> | <repeat> | <stop> ) [please]
 _OPT_PLEASE = r"(?:please )?"
 PHRASES = (
     ("describe_screen", r"(?:describe|what is on) (?:the )?screen"),
-    ("read_text", r"read (?:(?:all )?(?:the )?(?:text|words)|everything|the screen)"),
+    ("read_text", r"read (?:(?:all )?(?:the )?(?:text|words)|everything)"),
     ("repeat_last", r"repeat(?: that)?|say that again"),
     ("stop", r"stop|be quiet"),
 )
@@ -53,7 +53,7 @@ class VoiceMatch:
     heard: str
 
 
-def _speech_only(samples):
+def _speech_only(samples, lead_frames: int = 2):
     """The audio from just before the first loud frame to just after the last.
 
     Digital silence before the speech throws the decoder's feature normalisation off: a
@@ -71,7 +71,7 @@ def _speech_only(samples):
     loud = np.flatnonzero(rms > max(float(rms.max()) * 0.02, 1e-4))
     if loud.size == 0:
         return samples
-    start = max(0, int(loud[0]) - 2) * frame
+    start = max(0, int(loud[0]) - lead_frames) * frame
     end = min(len(samples), (int(loud[-1]) + 10) * frame)
     return samples[start:end]
 
@@ -100,22 +100,30 @@ class VoiceCommandRecognizer:
             self._decoder = decoder
         return self._decoder
 
-    def recognize(self, audio: AudioInput) -> VoiceMatch | None:
-        """The command heard, or None when the speech is not one of the commands."""
+    def _decode(self, samples) -> str:
         import numpy as np
 
-        pcm = (np.clip(_speech_only(audio.samples), -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
         with self._lock:
             decoder = self._ensure()
             decoder.start_utt()
             decoder.process_raw(pcm, full_utt=True)
             decoder.end_utt()
             hyp = decoder.hyp()
-        heard = (hyp.hypstr if hyp is not None else "").strip()
-        log.info("voice command grammar heard %r", heard)
-        if not heard:
-            return None
-        for command_id, pattern in _COMPILED:
-            if pattern.fullmatch(heard):
-                return VoiceMatch(command_id, heard)
+        return (hyp.hypstr if hyp is not None else "").strip()
+
+    def recognize(self, audio: AudioInput) -> VoiceMatch | None:
+        """The command heard, or None when the speech is not one of the commands.
+
+        The decoder is sensitive to where the utterance starts: the same recording cut 20 ms or
+        60 ms before the speech can decode as a whole phrase or as a fragment ("read"). Each try
+        takes a few milliseconds, so two cuts are tried and the first complete phrase counts.
+        """
+        heard = ""
+        for lead_frames in (2, 6):
+            heard = self._decode(_speech_only(audio.samples, lead_frames))
+            log.info("voice command grammar heard %r", heard)
+            for command_id, pattern in _COMPILED:
+                if heard and pattern.fullmatch(heard):
+                    return VoiceMatch(command_id, heard)
         return None

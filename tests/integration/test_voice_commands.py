@@ -31,7 +31,6 @@ def _say(tmp_path: Path, text: str) -> Path:
         ("describe the screen", "describe_screen"),
         ("please describe the screen", "describe_screen"),
         ("read everything", "read_text"),
-        ("read the screen", "read_text"),
         ("repeat", "repeat_last"),
         ("stop", "stop"),
     ],
