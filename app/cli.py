@@ -124,8 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
         mp.add_argument("--model", metavar="DIR", help="model folder (default: your models folder)")
         mp.add_argument("--json", action="store_true", help="print JSON")
         if name == "verify":
-            mp.add_argument("--deep", action="store_true",
-                            help="also check every byte against its checksum (slow: reads all 12 GB)")
+            mp.add_argument(
+                "--deep",
+                action="store_true",
+                help="also check every byte against its checksum (slow: reads all 12 GB)",
+            )
 
     p = sub.add_parser("devices", help="list monitors, cameras, microphones, speech drivers and voices")
     p.add_argument("--json", action="store_true", help="print JSON")
