@@ -122,7 +122,7 @@ class VoiceCommandRecognizer:
         heard = ""
         for lead_frames in (2, 6):
             heard = self._decode(_speech_only(audio.samples, lead_frames))
-            log.info("voice command grammar heard %r", heard)
+            log.debug("voice command grammar heard %r", heard)  # speech content: debug only
             for command_id, pattern in _COMPILED:
                 if heard and pattern.fullmatch(heard):
                     return VoiceMatch(command_id, heard)

@@ -161,3 +161,66 @@ def test_model_status_ready(tiny_model_dir):
 def test_ask_without_question():
     proc = sightline("ask")
     assert_one_clean_sentence(proc, 3, "question")
+
+
+def test_describe_and_check_against_a_server(screen_png):
+    from tests.fakes.vllm_server import FakeVllmServer
+
+    with FakeVllmServer() as server:
+        proc = sightline(
+            "describe", "--image", str(screen_png), "--backend", "remote", "--server", server.url, "--json"
+        )
+        assert proc.returncode == 0, proc.stderr
+        obj = json.loads(proc.stdout)
+        assert obj["backend"] == "remote" and obj["text"] and obj["error"] is None
+        (request,) = [r for r in server.requests if r.path.endswith("/chat/completions")]
+        assert request.model == "vision"  # the vision adapter answers anything with an image
+        check = sightline("server", "check", server.url)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "vision" in check.stdout and "speech" in check.stdout
+    down = sightline("describe", "--image", str(screen_png), "--backend", "remote", "--server", server.url)
+    assert_one_clean_sentence(down, 8)
+
+
+def test_insecure_remote_http_is_refused(screen_png):
+    proc = sightline(
+        "describe",
+        "--image",
+        str(screen_png),
+        "--backend",
+        "remote",
+        "--server",
+        "http://ai.example.org:8000/v1",
+    )
+    assert_one_clean_sentence(proc, 5, "http")
+
+
+def test_server_command_prints_vllm_serve():
+    proc = sightline("server", "command")
+    assert proc.returncode == 0 and proc.stdout.startswith("vllm serve")
+    assert "--enable-lora" in proc.stdout and "--max-model-len 4096" in proc.stdout
+
+
+def test_devices_json_lists_every_section():
+    proc = sightline("devices", "--json")
+    assert proc.returncode == 0, proc.stderr
+    obj = json.loads(proc.stdout)
+    assert set(obj) == {"monitors", "cameras", "microphones", "speech_drivers"}
+    names = [d["name"] for d in obj["speech_drivers"]]
+    assert names[-1] == "silent" and "espeak" in names
+
+
+def test_speak_to_file(tmp_path):
+    out = tmp_path / "hello.wav"
+    proc = sightline("speak", "Hello from Sightline.", "--driver", "espeak", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data, rate = sf.read(out)
+    assert len(data) / rate > 0.5 and np.abs(data).max() > 0.05
+
+
+def test_answers_are_not_logged(screen_png, sightline_home):
+    proc = sightline("read", "--image", str(screen_png))
+    assert proc.returncode == 0
+    log_text = "".join(p.read_text() for p in (sightline_home / "logs").glob("*.log"))
+    word = screen_blocks(0)[1][0]
+    assert word in proc.stdout and word not in log_text
