@@ -163,18 +163,12 @@ class SightlineApp(QObject):
             self.say("Model ready.", Priority.NEXT)
 
     def _add_download_action(self) -> None:
-        from PySide6.QtGui import QAction
-
-        menu = self.tray.menu
-        if menu is None:
-            return
-        action = QAction("Download the model (about 12 GB)", menu)
-        action.setObjectName("action_download_model")
-        action.setToolTip("Downloads Phi-4-multimodal for rich descriptions. Choose again to cancel.")
-        action.triggered.connect(self.toggle_download)
-        menu.insertAction(menu.actions()[0], action)
-        menu.insertSeparator(menu.actions()[1])
-        self._download_action = action
+        self.tray.add_first_action(
+            "action_download_model",
+            "Download the model (about 12 GB)",
+            "Downloads Phi-4-multimodal for rich descriptions and spoken questions. Choose again to cancel.",
+            self.toggle_download,
+        )
 
     def toggle_download(self) -> None:
         """Start the model download, or cancel it if it runs. Progress is spoken every 10%."""

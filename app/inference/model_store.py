@@ -583,6 +583,12 @@ def list_remote_files(
         raise
     except Exception as exc:  # the hub library raises its own and its HTTP client's errors
         raise _hub_error(exc, repo_id=repo_id, revision=revision, endpoint=endpoint) from exc
+    finally:
+        # The listing is done: close the hub client's pooled connection instead of leaving a
+        # socket to the server open for as long as the app runs.
+        from huggingface_hub.utils import close_session
+
+        close_session()
     return sha, files
 
 

@@ -140,6 +140,26 @@ class Tray(QObject):
             self.fallback.setWindowIcon(self._icons[self.state])
             self.fallback.setWindowTitle(words)
 
+    def add_first_action(self, object_name: str, text: str, description: str, callback) -> None:
+        """An extra action at the top (e.g. "Download the model"), in the menu or the fallback window."""
+        if self.menu is not None:
+            action = QAction(text, self.menu)
+            action.setObjectName(object_name)
+            action.setToolTip(description)
+            action.setStatusTip(description)
+            action.triggered.connect(lambda _checked=False: callback())
+            first = self.menu.actions()[0]
+            self.menu.insertAction(first, action)
+            self.menu.insertSeparator(first)
+        if self.fallback is not None:
+            button = QPushButton(text, self.fallback)
+            button.setObjectName(object_name)
+            button.setAccessibleName(text)
+            button.setAccessibleDescription(description)
+            button.setToolTip(description)
+            button.clicked.connect(lambda _checked=False: callback())
+            self.fallback.layout().insertWidget(0, button)
+
     def raise_(self) -> None:
         if self.fallback is not None:
             self.fallback.showNormal()

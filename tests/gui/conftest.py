@@ -46,7 +46,7 @@ def no_leaked_threads(qapp):
     deadline = time.monotonic() + 5.0
     while True:
         qapp.processEvents()
-        py = [t.name for t in threading.enumerate() if t.is_alive() and t not in before]
+        py = [t.name for t in threading.enumerate() if _alive(t) and t not in before]
         qt = [
             f"{type(t).__name__}({t.objectName()!r})"
             for t in list(_started_qthreads)
@@ -60,6 +60,16 @@ def no_leaked_threads(qapp):
                 f"threads left running: python={py} qthreads={qt} thread-pool workers={pool}", pytrace=False
             )
         time.sleep(0.05)
+
+
+def _alive(thread: threading.Thread) -> bool:
+    """Python keeps a placeholder for every foreign thread (a QThread, a library's pool) that ever
+    ran Python code, and reports it alive forever. On Linux, ask the OS whether it still runs."""
+    if isinstance(thread, threading._DummyThread) and thread.native_id is not None:
+        task = Path(f"/proc/self/task/{thread.native_id}")
+        if Path("/proc/self/task").is_dir():
+            return task.exists()
+    return thread.is_alive()
 
 
 def _is_running(thread) -> bool:

@@ -1,0 +1,99 @@
+"""The tray app in-process (offscreen: no system tray, so the fallback window stands in for it),
+with the silent speech spy: first run, the model download, failures, and a clean shutdown."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.core.errors import CaptureError
+from app.inference import model_store
+from app.settings.schema import Settings
+from app.ui.a11y import assert_accessible
+
+
+@pytest.fixture
+def make_app(qapp, monkeypatch):
+    monkeypatch.setenv("SIGHTLINE_NO_HOTKEYS", "1")
+    apps = []
+
+    def make(**overrides):
+        from app.main import SightlineApp
+
+        settings = Settings(speech_driver="silent", earcons=False, **overrides)
+        app = SightlineApp(qapp, settings)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.shutdown()
+
+
+def spoken(app) -> list[str]:
+    return list(app.speech.driver.started)
+
+
+def test_first_run_without_model_says_so_and_offers_the_download(qtbot, make_app):
+    app = make_app()
+    qtbot.waitUntil(lambda: any("not installed" in s for s in spoken(app)), timeout=5000)
+    assert spoken(app)[0] == "Sightline is ready."
+    notice = next(s for s in spoken(app) if "not installed" in s)
+    assert "Download the model" in notice and "sightline model download" in notice
+    window = app.tray.fallback
+    assert window is not None and not app.tray.has_tray  # offscreen has no tray host
+    from PySide6.QtWidgets import QPushButton
+
+    button = window.findChild(QPushButton, "action_download_model")
+    assert button is not None and button.accessibleName().startswith("Download the model")
+    assert_accessible(window)
+    # every command has a button, named for screen readers
+    from app.commands import registry
+
+    for command in registry.COMMANDS:
+        assert window.findChild(QPushButton, f"button_{command.id}").accessibleName() == command.name
+
+
+def test_download_speaks_progress_and_loads_the_model(qtbot, make_app, tiny_model_dir, tmp_path, monkeypatch):
+    from tests.fakes.hub_server import FakeHub
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    dest = tmp_path / "models" / "Phi-4-multimodal-instruct"
+    with FakeHub(tiny_model_dir, max_lifetime_s=120) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        app = make_app(model_dir=str(dest))
+        qtbot.waitUntil(lambda: any("not installed" in s for s in spoken(app)), timeout=5000)
+        app.toggle_download()
+        qtbot.waitUntil(lambda: any(s == "Model ready." for s in spoken(app)), timeout=60000)
+    said = spoken(app)
+    assert "Downloading the model. I will tell you every ten percent." in said
+    percents = [s for s in said if s.startswith("Model download ") and s.endswith(" percent.")]
+    assert percents, said
+    values = [int(s.split()[2]) for s in percents]
+    assert values == sorted(values) and all(0 < v < 100 and v % 10 == 0 for v in values)
+    assert model_store.inspect_model_folder(dest).ready
+
+
+def test_a_failed_capture_is_spoken_and_the_app_keeps_running(qtbot, make_app, monkeypatch):
+    from app.capture import screen
+
+    def no_screen(*args, **kwargs):
+        raise CaptureError("Sightline cannot see the screen: no display is available.")
+
+    monkeypatch.setattr(screen, "capture_screen", no_screen)
+    app = make_app()
+    app.run_command("describe_screen")
+    qtbot.waitUntil(
+        lambda: "Sightline cannot see the screen: no display is available." in spoken(app), timeout=5000
+    )
+    assert app.tray.state == "error"
+    app.run_command("no_such_command")  # a bad id is a sentence too, never an exception
+    qtbot.waitUntil(lambda: any("no command called" in s for s in spoken(app)), timeout=5000)
+
+
+def test_repeat_and_copy_without_an_answer_say_so(qtbot, make_app):
+    app = make_app()
+    app.run_command("repeat_last")
+    app.run_command("copy_last")
+    qtbot.waitUntil(lambda: "There is no answer to copy yet." in spoken(app), timeout=5000)
+    assert "There is no answer yet." in spoken(app)
