@@ -39,6 +39,7 @@ def xdo(*args: str) -> None:
 class AppProcess:
     def __init__(self, report: Path, env: dict):
         self.report = report
+        self.env = env
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.integration.app_harness", str(report)],
             cwd=ROOT,
@@ -71,9 +72,9 @@ class AppProcess:
                 return event
         raise AssertionError(f"no {key!r} event within {timeout} s")
 
-    def stop(self) -> int:
+    def stop(self, signum: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signum)
         try:
             return self.proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -102,10 +103,25 @@ def tray_icon_center() -> tuple[int, int]:
     raise AssertionError(f"Sightline's icon is not in the tray:\n{out}")
 
 
+def screenshot(name: str) -> Path:
+    """The whole X screen, saved under test-output/screenshots for a person to look at."""
+    import mss
+    import mss.tools
+
+    folder = ROOT / "test-output" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    with mss.MSS() as grabber:
+        shot = grabber.grab(grabber.monitors[1])
+        mss.tools.to_png(shot.rgb, shot.size, output=str(path))
+    return path
+
+
 def open_tray_menu_and_choose(command_id: str, extra_items_before: int) -> None:
     x, y = tray_icon_center()
     xdo("mousemove", str(x), str(y), "click", "3")
     time.sleep(1.0)
+    screenshot("tray_menu.png")
     items = [c.id for c in registry.menu_items() if c is not None]
     presses = extra_items_before + items.index(command_id) + 1
     xdo("key", "--delay", "60", *(["Down"] * presses), "Return")
@@ -135,6 +151,13 @@ def test_keyboard_and_tray_with_the_ocr_default(app_env, tmp_path):
         xdo("key", "s")
         done = app.wait_for("finished")
         assert done["backend"] == "ocr" and done["chars"] > 0 and done["error"] is None
+        screenshot("app_after_describe_xvfb.png")
+
+        # A second launch brings the first forward and exits at once.
+        second = subprocess.run(
+            [sys.executable, "-m", "app"], cwd=ROOT, env=app.env, capture_output=True, text=True, timeout=60
+        )
+        assert second.returncode == 0 and "already running" in second.stderr
 
         # Read all text from the tray menu (the first item is "Download the model").
         open_tray_menu_and_choose("read_text", extra_items_before=1)
@@ -161,6 +184,7 @@ def test_keyboard_and_tray_with_the_ocr_default(app_env, tmp_path):
     assert "sightline model download" in first["text"]
     spoken = report["spoken_started"]
     assert spoken[0] == "Sightline is ready."
+    assert "Sightline is already running." in spoken
     first_sentence = next(s for s in spoken if LINES[0] in s)  # speech started with the answer
     assert first_sentence
     assert report["earcons"].count("start") >= 2 and "done" in report["earcons"]
@@ -195,7 +219,7 @@ def test_spoken_command_without_the_model(app_env, tmp_path):
         done = app.wait_for("finished")
         assert done["backend"] == "ocr"
     finally:
-        assert app.stop() == 0
+        assert app.stop(signal.SIGINT) == 0  # Ctrl+C in a terminal takes the clean path too
     report = app.read_report()
     # "describe the screen" (or its variant "what is on the screen") is what the grammar heard
     assert any(s.startswith("Heard: ") and "screen" in s for s in report["spoken_started"])
