@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
 
@@ -42,6 +43,15 @@ def main() -> int:
 
         app.controller.worker.submit = recording_submit
         app.qapp.aboutToQuit.connect(lambda: dump(app))
+        # The speech spy's thread -> stdout: when each utterance starts (for bench/startup.py).
+        driver = app.speech.driver
+        speak = driver.speak
+
+        def timed_speak(text, settings, cancel):
+            emit({"speaking": text, "t": time.time()})
+            return speak(text, settings, cancel)
+
+        driver.speak = timed_speak
         c = app.controller
         c.answerFinished.connect(
             lambda job, result: emit(
@@ -54,7 +64,7 @@ def main() -> int:
             )
         )
         c.answerFailed.connect(lambda job, sentence: emit({"failed": job, "sentence": sentence}))
-        print(json.dumps({"ready": True, "tray": app.tray.has_tray}), flush=True)
+        emit({"ready": True, "tray": app.tray.has_tray, "t": time.time()})
 
     def emit(obj: dict) -> None:
         print(json.dumps(obj), flush=True)
