@@ -63,6 +63,7 @@ class SightlineApp(QObject):
         self._shutting_down = False
         self._recorder = None
         self._ptt_command: str | None = None
+        self._ptt_follow_up = False
         self._ptt_image = None
         self._download_cancel = None
         self._download_thread: threading.Thread | None = None
@@ -127,7 +128,7 @@ class SightlineApp(QObject):
             from app.commands.keymap import bindings_from_settings
 
             self.hotkeys = HotkeyBridge(parent=self)
-            self.hotkeys.activated.connect(self.run_command)
+            self.hotkeys.activated.connect(self._on_key_command)
             self.hotkeys.released.connect(self._on_key_released)
             self.hotkeys.unknown_key.connect(lambda _key: self.earcons.play("error"))
             self.hotkeys.unavailable.connect(lambda sentence: self.say(sentence, Priority.NEXT))
@@ -225,6 +226,14 @@ class SightlineApp(QObject):
             "detail": Detail(s.detail),
             "max_new_tokens": s.max_new_tokens,
         }
+
+    @Slot(str)
+    def _on_key_command(self, command_id: str) -> None:
+        """From the global keys: the follow-up key is push-to-talk (from the menu it is typed)."""
+        if command_id == "follow_up":
+            self.run_guarded(lambda: self._toggle_recording("follow_up"))
+        else:
+            self.run_command(command_id)
 
     @Slot(str)
     def run_command(self, command_id: str) -> None:
@@ -345,6 +354,7 @@ class SightlineApp(QObject):
         from app.capture.microphone import Recorder
 
         self._ptt_image = None
+        self._ptt_follow_up = command_id == "follow_up"
         if command_id == "ask_screen_voice":
             from app.capture import screen
 
@@ -388,21 +398,25 @@ class SightlineApp(QObject):
         except SightlineError as exc:
             self.controller.report_error(exc.sentence)
             return
-        self.ask_with_audio(audio, image)
+        if self._ptt_follow_up:
+            self.ask_follow_up(audio=audio)
+        else:
+            self.ask_with_audio(audio, image)
 
     def ask_with_audio(self, audio, image=None) -> None:
         """A spoken question, with or without a picture of the screen."""
         task = Task.ASK_IMAGE if image is not None else Task.ASK_SPOKEN
         request = JobRequest(task=task, image=image, audio=audio, **self._common())
-        try:
-            choice = self.probe.choose(request)
-            can_listen = choice.backend.capabilities.audio
-        except SightlineError:
-            can_listen = False
-        if not can_listen:
+        if not self._can_listen(request):
             self._spoken_command(audio)
             return
         self.controller.submit(request, "Spoken question about the screen" if image else "Spoken question")
+
+    def _can_listen(self, request: JobRequest) -> bool:
+        try:
+            return self.probe.choose(request).backend.capabilities.audio
+        except SightlineError:
+            return False
 
     def _spoken_command(self, audio) -> None:
         """Without the model: a few spoken commands through the offline grammar."""
@@ -423,21 +437,22 @@ class SightlineApp(QObject):
         self.say("Type your follow-up question and press Enter.", Priority.NOW)
 
     @Slot(str)
-    def ask_follow_up(self, question: str) -> None:
+    def ask_follow_up(self, question: str | None = None, audio=None) -> None:
+        """A typed or spoken question about the last picture, with the conversation so far."""
         conv = self.controller.conversation
-        if conv.image is not None:
-            request = JobRequest(
-                task=Task.ASK_IMAGE,
-                image=conv.image,
-                question=question,
-                history=tuple(conv.turns),
-                **self._common(),
-            )
-        else:
-            request = JobRequest(
-                task=Task.ASK_SPOKEN, question=question, history=tuple(conv.turns), **self._common()
-            )
-        self.controller.submit(request, question)
+        task = Task.ASK_IMAGE if conv.image is not None else Task.ASK_SPOKEN
+        request = JobRequest(
+            task=task,
+            image=conv.image,
+            audio=audio,
+            question=question,
+            history=tuple(conv.turns),
+            **self._common(),
+        )
+        if audio is not None and not self._can_listen(request):
+            self._spoken_command(audio)
+            return
+        self.controller.submit(request, question or "Spoken follow-up question")
 
     def cmd_repeat_last(self) -> None:
         from app.speech.manager import short_form

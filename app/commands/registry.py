@@ -115,10 +115,11 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "follow_up",
         "Ask a follow-up question",
-        "Asks another question, typed or spoken, about the last picture. The conversation lasts until "
-        "the next picture.",
+        "Asks another question about the last picture: hold the key and speak, or choose it from the "
+        "menu to type it. The conversation lasts until the next picture.",
         "F",
         "answer",
+        push_to_talk=True,
         needs_model=True,
     ),
     Command("repeat_last", "Repeat the last answer", "Says the last answer again.", "A", "answer"),

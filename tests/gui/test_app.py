@@ -97,3 +97,40 @@ def test_repeat_and_copy_without_an_answer_say_so(qtbot, make_app):
     app.run_command("copy_last")
     qtbot.waitUntil(lambda: "There is no answer to copy yet." in spoken(app), timeout=5000)
     assert "There is no answer yet." in spoken(app)
+
+
+def test_follow_up_carries_the_last_picture_and_the_conversation(qtbot, make_app):
+    import numpy as np
+
+    from app.core.types import ImageInput, Turn
+    from app.jobs.controller import Conversation
+
+    app = make_app()
+    seen = []
+    submit = app.controller.worker.submit
+    app.controller.worker.submit = lambda request, cancel, preference="": (
+        seen.append(request),
+        submit(request, cancel, preference),
+    )
+    picture = ImageInput(np.full((200, 300, 3), 255, np.uint8), source="screen")
+    app.controller.conversation = Conversation(
+        picture, [Turn("user", "Describe"), Turn("assistant", "A page.")]
+    )
+    app.ask_follow_up("What colour is it?")
+    qtbot.waitUntil(lambda: bool(seen), timeout=5000)
+    request = seen[0]
+    assert request.image is picture and request.question == "What colour is it?"
+    assert [t.text for t in request.history] == ["Describe", "A page.", "What colour is it?"][:2]
+
+
+def test_spoken_follow_up_without_the_model_uses_the_command_grammar(qtbot, make_app, tmp_path):
+    import subprocess
+
+    from app.capture.audio_file import load_audio
+
+    wav = tmp_path / "repeat.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), "repeat"], check=True, timeout=30)
+    app = make_app()
+    app.ask_follow_up(audio=load_audio(wav))
+    qtbot.waitUntil(lambda: "There is no answer yet." in spoken(app), timeout=5000)
+    assert "Heard: repeat." in spoken(app)

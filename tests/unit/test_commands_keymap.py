@@ -127,7 +127,7 @@ def test_bindings_from_settings_apply_overrides_and_skip_unusable_entries():
     assert "c" not in b.keys  # copy has no key now
     assert "quit" not in b.keys.values()  # unreadable key left out
     assert b.chords[chord("Ctrl+Alt+Shift+F2")] == "describe_screen"
-    assert b.push_to_talk == {"ask_screen_voice", "ask_voice"}
+    assert b.push_to_talk == {"ask_screen_voice", "ask_voice", "follow_up"}
 
 
 # --- the prefix layer ---

@@ -51,7 +51,11 @@ def test_names_and_descriptions_are_plain_sentences():
 
 
 def test_push_to_talk_commands_are_the_voice_questions():
-    assert {c.id for c in registry.COMMANDS if c.push_to_talk} == {"ask_screen_voice", "ask_voice"}
+    assert {c.id for c in registry.COMMANDS if c.push_to_talk} == {
+        "ask_screen_voice",
+        "ask_voice",
+        "follow_up",
+    }
     assert registry.get("ask_screen_voice").needs_image
 
 
