@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
@@ -66,8 +67,14 @@ def main() -> int:
         c.answerFailed.connect(lambda job, sentence: emit({"failed": job, "sentence": sentence}))
         emit({"ready": True, "tray": app.tray.has_tray, "t": time.time()})
 
+    lock = threading.Lock()
+
     def emit(obj: dict) -> None:
-        print(json.dumps(obj), flush=True)
+        # Called from the GUI thread and the speech thread: one whole line at a time.
+        line = json.dumps(obj) + "\n"
+        with lock:
+            sys.stdout.write(line)
+            sys.stdout.flush()
 
     def dump(app) -> None:
         spy = app.speech.driver
