@@ -28,7 +28,16 @@ from app.speech.manager import Priority
 
 log = logging.getLogger(__name__)
 
-INSTANCE_NAME = f"sightline-{os.getuid() if hasattr(os, 'getuid') else os.environ.get('USERNAME', 'user')}"
+
+def _instance_name() -> str:
+    """One Sightline per user and settings folder (a portable or test SIGHTLINE_HOME is its own)."""
+    import hashlib
+
+    from app import paths
+
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    digest = hashlib.sha1(str(paths.config_dir()).encode()).hexdigest()[:10]
+    return f"sightline-{user}-{digest}"
 
 
 def _speech_driver_name(settings: Settings) -> str:
@@ -597,15 +606,16 @@ def _install_signal_handlers(qapp: QApplication) -> QTimer:
 def _claim_single_instance() -> QLocalServer | None:
     """Return the server if we are the first instance; else ask the first to come forward."""
     socket = QLocalSocket()
-    socket.connectToServer(INSTANCE_NAME)
+    name = _instance_name()
+    socket.connectToServer(name)
     if socket.waitForConnected(500):
         socket.write(b"raise\n")
         socket.waitForBytesWritten(500)
         socket.disconnectFromServer()
         return None
-    QLocalServer.removeServer(INSTANCE_NAME)  # a stale socket from a crashed run
+    QLocalServer.removeServer(name)  # a stale socket from a crashed run
     server = QLocalServer()
-    if not server.listen(INSTANCE_NAME):
+    if not server.listen(name):
         log.warning("single-instance server failed: %s", server.errorString())
     return server
 

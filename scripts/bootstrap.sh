@@ -18,7 +18,7 @@ libasound2-plugins espeak-ng libespeak-ng1 speech-dispatcher speech-dispatcher-e
 x11-utils xdotool python3-venv"
 # The headless desktop the tests run on: virtual screen, tray host, PulseAudio null sink,
 # recorded speech samples (alsa-utils), tesseract for the OCR benchmark.
-TEST_DEBS="xvfb trayer pulseaudio pulseaudio-utils alsa-utils tesseract-ocr"
+TEST_DEBS="xvfb trayer pulseaudio pulseaudio-utils alsa-utils tesseract-ocr desktop-file-utils appstream"
 
 debs="$APP_DEBS"
 [ $want_test = 1 ] && debs="$debs $TEST_DEBS"

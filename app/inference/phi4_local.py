@@ -15,6 +15,7 @@ import importlib.util
 import logging
 import math
 import queue
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -297,6 +298,12 @@ class Phi4LocalBackend(ModelBackend):
     def check(self) -> BackendCheck:
         missing = [name for name in RUNTIME_MODULES if importlib.util.find_spec(name) is None]
         if missing:
+            if getattr(sys, "frozen", False):  # a packaged Sightline Light: pip cannot add to it
+                return BackendCheck(
+                    False,
+                    "The local AI runtime is not installed in Sightline Light; "
+                    "to add it, install Sightline Local AI.",
+                )
             return BackendCheck(
                 False,
                 f"The local AI runtime is not installed (missing {', '.join(missing)}). "
