@@ -40,6 +40,23 @@ NO_TEXT_DESCRIBE = (
     "which you can get with the command sightline model download."
 )
 
+LIGHT_EDITION_WAY = "which comes with Sightline Local AI"
+CHECKOUT_WAY = "which you can get with the command sightline model download"
+
+
+def _hint(text: str) -> str:
+    """The hint as it applies here: a packaged Light edition has no local AI runtime to download
+    the model into, so it points to the Local AI edition instead."""
+    import importlib.util
+    import sys
+
+    if getattr(sys, "frozen", False) and importlib.util.find_spec("torch") is None:
+        return text.replace(CHECKOUT_WAY, LIGHT_EDITION_WAY).replace(
+            "get the Phi-4 model with the command sightline model download", "install Sightline Local AI"
+        )
+    return text
+
+
 # Tasks where the text alone is the whole answer: no hint after it. A blind user who asked for the
 # text hears every word of the answer; the same advice after every read is noise they must sit
 # through or interrupt, and it would also be repeated into a document they copy.
@@ -332,9 +349,9 @@ class OcrBackend(ModelBackend):
 
         if not blocks:
             if asking:
-                yield "I can only read text, and I found no text in this image. " + QUESTION_HINT
+                yield "I can only read text, and I found no text in this image. " + _hint(QUESTION_HINT)
             else:
-                yield NO_TEXT if text_only else NO_TEXT_DESCRIBE
+                yield NO_TEXT if text_only else _hint(NO_TEXT_DESCRIBE)
             return
         first = True
         if asking:
@@ -346,4 +363,4 @@ class OcrBackend(ModelBackend):
             first = False
         if not text_only:
             cancel.raise_if_cancelled()
-            yield "\n\n" + (QUESTION_HINT if asking else MODEL_HINT)
+            yield "\n\n" + _hint(QUESTION_HINT if asking else MODEL_HINT)
