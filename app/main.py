@@ -620,9 +620,39 @@ def _claim_single_instance() -> QLocalServer | None:
     return server
 
 
+NO_DISPLAY = (
+    "Sightline needs a desktop session, and no display was found. Start it from your desktop, "
+    "or use the command line, for example: sightline read --image FILE."
+)
+
+
+def _no_display() -> bool:
+    """On Linux, Qt aborts the process when there is no display to connect to: look first."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _say_without_qt(sentence: str) -> None:
+    """Print and, best effort, speak a sentence when the app cannot start its windows."""
+    print(sentence, file=sys.stderr, flush=True)
+    try:
+        from app.speech.service import speak_text
+
+        speak_text(sentence, timeout=30)
+    except Exception:  # speaking is a courtesy here; the printed sentence stands
+        log.info("could not speak the start-up failure", exc_info=True)
+
+
 def run_app(argv: list[str] | None = None, on_ready=None) -> int:
     """Run the tray app until it quits. `on_ready(app)` is called once everything is built."""
+    from app.core.errors import ExitCode
     from app.settings.store import load_settings
+
+    if _no_display():
+        log.warning("no display: DISPLAY and WAYLAND_DISPLAY are unset")
+        _say_without_qt(NO_DISPLAY)
+        return ExitCode.DEVICE_ERROR
 
     qapp = QApplication.instance() or QApplication(argv or sys.argv[:1])
     qapp.setApplicationName("Sightline")

@@ -224,3 +224,12 @@ def test_answers_are_not_logged(screen_png, sightline_home):
     log_text = "".join(p.read_text() for p in (sightline_home / "logs").glob("*.log"))
     word = screen_blocks(0)[1][0]
     assert word in proc.stdout and word not in log_text
+
+
+def test_tray_app_without_a_display_says_so():
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 10, proc.stderr
+    assert "no display was found" in proc.stderr and "Aborted" not in proc.stderr
