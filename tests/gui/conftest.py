@@ -80,6 +80,30 @@ def _is_running(thread) -> bool:
 
 
 @pytest.fixture
+def render_on_display(desktop, screenshot_dir):
+    """Render windows on the real X display in a child process (tests/gui/render_screens.py);
+    returns the screenshot folder. `kind` is "result" or "region"."""
+    import os
+    import subprocess
+    import sys
+
+    def render(kind: str) -> Path:
+        env = dict(os.environ, QT_QPA_PLATFORM="xcb", DISPLAY=desktop)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tests.gui.render_screens", kind, str(screenshot_dir)],
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return screenshot_dir
+
+    return render
+
+
+@pytest.fixture
 def screenshot_dir() -> Path:
     """test-output/screenshots (git-ignored), created on demand."""
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -238,17 +235,8 @@ def test_screenshot(make, screenshot_dir):
 
 
 @pytest.mark.display
-def test_screenshot_on_the_real_display(desktop, screenshot_dir):
-    env = dict(os.environ, QT_QPA_PLATFORM="xcb", DISPLAY=desktop)
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.gui.render_screens", "region", str(screenshot_dir)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
+def test_screenshot_on_the_real_display(render_on_display):
+    screenshot_dir = render_on_display("region")
     shot = QImage(str(screenshot_dir / "region_selector_xvfb.png"))
     assert not shot.isNull()
     # The overlay really covers the screen: the yellow frame is on the display.

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -375,17 +372,8 @@ def test_screenshots(window, screenshot_dir):
 
 
 @pytest.mark.display
-def test_screenshots_on_the_real_display(desktop, screenshot_dir):
-    env = dict(os.environ, QT_QPA_PLATFORM="xcb", DISPLAY=desktop)
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.gui.render_screens", "result", str(screenshot_dir)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
+def test_screenshots_on_the_real_display(render_on_display):
+    screenshot_dir = render_on_display("result")
     shot = QImage(str(screenshot_dir / "result_window_high_contrast_xvfb.png"))
     assert not shot.isNull()
     # What X shows: mostly black, with white text on it.

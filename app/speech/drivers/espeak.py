@@ -142,7 +142,7 @@ class EspeakDriver(BufferDriver):
     def abandon(self, clip) -> None:
         proc = getattr(clip, "process", None)
         if proc is not None and proc.poll() is None:
-            proc.terminate()  # by handle; the reader thread reaps it
+            proc.terminate()  # the espeak-ng process, by handle; its reader collects the exit
 
     def synthesize(self, text: str, settings: VoiceSettings) -> tuple[np.ndarray, int]:
         try:
