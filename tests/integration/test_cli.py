@@ -233,3 +233,23 @@ def test_tray_app_without_a_display_says_so():
     )
     assert proc.returncode == 10, proc.stderr
     assert "no display was found" in proc.stderr and "Aborted" not in proc.stderr
+
+
+@pytest.mark.display
+def test_read_the_screen_and_a_region_from_the_command_line(desktop, tmp_path):
+    from tests.fixtures.screens_layout import LINES
+    from tests.fixtures.screens_proc import start_known_window
+
+    window = start_known_window(60, 120)
+    try:
+        proc = sightline("read", "--screen", "--monitor", "1")
+        assert proc.returncode == 0, proc.stderr
+        assert all(line in proc.stdout for line in LINES)
+        # A region that runs off the right edge is clipped, and the user is told.
+        proc = sightline("read", "--region", "1800,100,400,300", "--json")
+        assert proc.returncode == 0, proc.stderr
+        assert "off the screen" in proc.stderr and "120 by 300" in proc.stderr
+        proc = sightline("read", "--region", "10,10,0,50")
+        assert proc.returncode in (3, 7) and "Traceback" not in proc.stderr and proc.stderr.strip()
+    finally:
+        window.stop()
