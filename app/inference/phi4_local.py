@@ -158,8 +158,10 @@ class _QueueStreamer:
     def __init__(self, tokenizer: Any, chunks: queue.Queue):
         self._tokenizer = tokenizer
         self._chunks = chunks
-        self._ids: list[int] = []
-        self._sent = 0  # characters already handed over
+        # Ids not yet handed over as text. Phi-4's tokenizer is byte-level, so the text of a run
+        # of ids is the text of its parts joined; decoding only the pending ids keeps each step
+        # O(1) instead of decoding the whole answer again at every token.
+        self._pending: list[int] = []
         self._prompt_seen = False
         self.tokens_out = 0
 
@@ -168,7 +170,7 @@ class _QueueStreamer:
             self._prompt_seen = True
             return
         ids = value.reshape(-1).tolist()
-        self._ids.extend(ids)
+        self._pending.extend(ids)
         self.tokens_out += len(ids)
         self._flush(final=False)
 
@@ -176,12 +178,16 @@ class _QueueStreamer:
         self._flush(final=True)
 
     def _flush(self, *, final: bool) -> None:
-        text = self._tokenizer.decode(self._ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        if not self._pending:
+            return
+        text = self._tokenizer.decode(
+            self._pending, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
         if not final and text.endswith("\ufffd"):
             return  # a character split across tokens: wait for its remaining bytes
-        if len(text) > self._sent:
-            self._chunks.put(text[self._sent :])
-            self._sent = len(text)
+        self._pending = []
+        if text:
+            self._chunks.put(text)
 
 
 class _CancelCriteria:
@@ -190,12 +196,20 @@ class _CancelCriteria:
     def __init__(self, cancel: CancelToken, stop: threading.Event):
         self._cancel = cancel
         self._stop = stop
+        self._answer = None  # the two possible answers, made once: no tensor is built per step
+        self._answers: dict[bool, Any] = {}
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
         done = self._cancel.cancelled or self._stop.is_set()
-        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+        if self._answer is None or self._answer.shape[0] != input_ids.shape[0]:
+            self._answers = {
+                flag: torch.full((input_ids.shape[0],), flag, dtype=torch.bool, device=input_ids.device)
+                for flag in (False, True)
+            }
+            self._answer = self._answers[False]
+        return self._answers[done]
 
 
 _DONE = object()
