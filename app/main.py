@@ -587,20 +587,46 @@ class SightlineApp(QObject):
         self.window.close()
 
 
-def _install_signal_handlers(qapp: QApplication) -> QTimer:
-    """SIGINT/SIGTERM quit through Qt's normal path. Python runs signal handlers only when the
-    interpreter gets control, so a cheap timer hands it control a few times a second."""
+class _SignalWaker:
+    """SIGINT/SIGTERM quit through Qt's normal path, with no polling.
 
-    def handler(signum, _frame) -> None:
+    Python runs a signal handler only when the interpreter gets control, and Qt's event loop may
+    sleep in C for minutes. The C-level handler writes the signal number to a socket
+    (signal.set_wakeup_fd); a QSocketNotifier on the other end wakes the event loop, which runs
+    Python code, and the Python handler runs then. Idle, nothing wakes up at all.
+    """
+
+    def __init__(self, qapp: QApplication) -> None:
+        import socket
+
+        from PySide6.QtCore import QSocketNotifier
+
+        self._qapp = qapp
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno())
+        self._notifier = QSocketNotifier(self._reader.fileno(), QSocketNotifier.Type.Read)
+        self._notifier.activated.connect(self._drain)
+        signal.signal(signal.SIGINT, self._handler)
+        signal.signal(signal.SIGTERM, self._handler)
+
+    def _drain(self, *_args) -> None:
+        try:
+            while self._reader.recv(64):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _handler(self, signum, _frame) -> None:
         log.info("signal %s: quitting", signum)
-        qapp.quit()
+        self._qapp.quit()
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    timer = QTimer()
-    timer.start(250)
-    timer.timeout.connect(lambda: None)
-    return timer
+    def close(self) -> None:
+        self._notifier.setEnabled(False)
+        signal.set_wakeup_fd(self._previous_fd)
+        self._reader.close()
+        self._writer.close()
 
 
 def _claim_single_instance() -> QLocalServer | None:
@@ -675,7 +701,7 @@ def run_app(argv: list[str] | None = None, on_ready=None) -> int:
             conn.disconnected.connect(conn.deleteLater)
 
     server.newConnection.connect(on_connection)
-    keepalive = _install_signal_handlers(qapp)
+    waker = _SignalWaker(qapp)
     qapp.aboutToQuit.connect(app.shutdown)
     # The desktop session ending: save nothing special, just shut down cleanly.
     qapp.commitDataRequest.connect(lambda _manager: app.shutdown())
@@ -684,7 +710,7 @@ def run_app(argv: list[str] | None = None, on_ready=None) -> int:
         on_ready(app)
     print("Sightline is running.", file=sys.stderr, flush=True)
     code = qapp.exec()
-    keepalive.stop()
+    waker.close()
     app.shutdown()
     server.close()
     return code
