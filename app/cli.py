@@ -393,7 +393,15 @@ def cmd_speak(args) -> int:
     out = Path(args.out) if args.out else None
     settings = _load_settings(args)
     voice = VoiceSettings(rate_wpm=settings.rate, voice=settings.voice, volume=settings.volume)
-    driver = args.driver or (settings.speech_driver if settings.output_mode == "voice" else None)
+    if args.driver:
+        driver = args.driver
+    else:
+        from app.speech.service import driver_chain
+
+        # "text only" users still asked to hear this: use the voice order then.
+        driver = driver_chain(
+            settings.output_mode if settings.output_mode != "text" else "voice", settings.speech_driver
+        )[0]
     outcome = speak_text(args.text, driver=driver, out=out, settings=voice)
     if out is not None:
         print(f"Saved the speech to {out}.")

@@ -40,12 +40,14 @@ def _instance_name() -> str:
     return f"sightline-{user}-{digest}"
 
 
-def _speech_driver_name(settings: Settings) -> str:
-    if settings.output_mode == "text":
-        return "silent"
-    if settings.output_mode == "screen_reader":
-        return "screen_reader"
-    return settings.speech_driver or "auto"
+def _make_speech(settings: Settings, earcons):
+    from app.speech.drivers.base import VoiceSettings
+    from app.speech.manager import SpeechManager
+    from app.speech.service import pick_for_output
+
+    driver, fallbacks = pick_for_output(settings.output_mode, settings.speech_driver)
+    voice = VoiceSettings(rate_wpm=settings.rate, voice=settings.voice, volume=settings.volume)
+    return SpeechManager(driver, fallbacks=fallbacks, settings=voice, earcons=earcons)
 
 
 class _DownloadRelay(QObject):
@@ -60,9 +62,7 @@ class SightlineApp(QObject):
 
     def __init__(self, qapp: QApplication, settings: Settings, notice: str | None = None):
         super().__init__()
-        from app.speech.drivers.base import VoiceSettings
         from app.speech.earcons import Earcons
-        from app.speech.manager import SpeechManager
         from app.ui.result_window import ResultWindow
         from app.ui.theme import apply_theme
         from app.ui.tray import Tray
@@ -79,8 +79,7 @@ class SightlineApp(QObject):
 
         apply_theme(qapp, settings.result_font_size, settings.high_contrast)
         self.earcons = Earcons(enabled=settings.earcons, volume=settings.volume)
-        voice = VoiceSettings(rate_wpm=settings.rate, voice=settings.voice, volume=settings.volume)
-        self.speech = SpeechManager(_speech_driver_name(settings), settings=voice, earcons=self.earcons)
+        self.speech = _make_speech(settings, self.earcons)
         self.worker = InferenceWorker(BackendRegistry(settings))
         # A second registry for cheap checks on the GUI thread (the worker's belongs to its thread).
         self.probe = BackendRegistry(settings)
@@ -518,7 +517,12 @@ class SightlineApp(QObject):
         apply_theme(self.qapp, new.result_font_size, new.high_contrast)
         self.window.apply_settings(new.result_font_size, new.high_contrast)
         self.earcons.enabled = new.earcons
-        self.speech.settings = VoiceSettings(rate_wpm=new.rate, voice=new.voice, volume=new.volume)
+        if (old.output_mode, old.speech_driver) != (new.output_mode, new.speech_driver):
+            old_speech, self.speech = self.speech, _make_speech(new, self.earcons)
+            self.controller.speech = self.speech
+            old_speech.close()
+        else:
+            self.speech.settings = VoiceSettings(rate_wpm=new.rate, voice=new.voice, volume=new.volume)
         self.controller.speak_answers = new.output_mode != "text"
         self.controller.preference = new.backend
         engine_fields = (

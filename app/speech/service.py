@@ -167,3 +167,28 @@ def default_driver_name(preference: str | None = "auto") -> str:
     for d in [drv, *rest]:
         d.close()
     return name
+
+
+OWN_VOICE_ORDER = ("pyttsx3", "espeak", "screen_reader", "silent")
+
+
+def driver_chain(output_mode: str, preference: str | None = "auto") -> list[str]:
+    """Driver names to try, in order, for the user's output mode.
+
+    "voice" (Sightline's own voice) prefers the synthesisers and falls back to the screen reader;
+    "screen_reader" puts the user's screen reader first; "text" speaks nothing. A named driver
+    preference goes first in any mode but "text".
+    """
+    if output_mode == "text":
+        return ["silent"]
+    pref = canonical_name(preference)
+    if pref not in ("auto", ""):
+        return fallback_chain(pref)
+    if output_mode == "screen_reader":
+        return fallback_chain("screen_reader")
+    return list(OWN_VOICE_ORDER)
+
+
+def pick_for_output(output_mode: str, preference: str | None = "auto"):
+    """(driver, fallbacks) for SpeechManager: the first of driver_chain() that can run here."""
+    return pick_driver(candidates=[make_driver(name) for name in driver_chain(output_mode, preference)])
