@@ -75,7 +75,8 @@ def _add_image_options(p: argparse.ArgumentParser, *, required: bool) -> None:
         "--monitor",
         type=int,
         default=None,
-        help="with --screen: monitor number, 1 for the first; 0 for all monitors",
+        help="with --screen: monitor number, 1 for the first; 0 for all monitors "
+        "(default: the one under the mouse pointer)",
     )
 
 
@@ -188,8 +189,7 @@ def _image_from_args(args: argparse.Namespace, settings, *, document: bool = Fal
 
         return load_image(args.image)
     if args.screen:
-        monitor = args.monitor
-        return screen.capture_screen(monitor=1 if monitor is None else monitor)
+        return screen.capture_screen(monitor=args.monitor)  # None: the monitor under the pointer
     if args.window:
         return screen.capture_active_window()
     if args.region:
@@ -442,6 +442,22 @@ COMMANDS = {
 }
 
 
+def _run_tray_app() -> int:
+    """The tray app; a failure to start is one sentence, printed and spoken, never a traceback."""
+    from app.main import run_app, say_without_qt
+
+    try:
+        return run_app()
+    except SightlineError as exc:
+        log.info("the tray app failed: %s (%s)", exc.sentence, exc.detail or "")
+        say_without_qt(exc.sentence)
+        return exc.exit_code
+    except Exception as exc:
+        log.exception("the tray app failed unexpectedly")
+        say_without_qt(f"Sightline could not start ({type(exc).__name__}). The details are in the log.")
+        return ExitCode.UNEXPECTED
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -449,9 +465,7 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(verbose=args.verbose)
     if args.command is None:
-        from app.main import run_app
-
-        return run_app()
+        return _run_tray_app()
     try:
         return COMMANDS[args.command](args)
     except SightlineError as exc:

@@ -138,7 +138,7 @@ class SightlineApp(QObject):
             self.hotkeys = HotkeyBridge(parent=self)
             self.hotkeys.activated.connect(self._on_key_command)
             self.hotkeys.released.connect(self._on_key_released)
-            self.hotkeys.unknown_key.connect(lambda _key: self.earcons.play("error"))
+            self.hotkeys.unknown_key.connect(self._on_unknown_key)
             self.hotkeys.unavailable.connect(lambda sentence: self.say(sentence, Priority.NEXT))
             self.hotkeys.start(bindings_from_settings(self.settings))
         except SightlineError as exc:
@@ -146,6 +146,10 @@ class SightlineApp(QObject):
         except Exception:
             log.exception("global keys could not start")
             self.say("Global keys could not start; use the tray menu.", Priority.NEXT)
+
+    def _on_unknown_key(self, key: str) -> None:
+        self.earcons.play("error")
+        self.say(f"No command on {key}. Press the prefix again, then a command key.", Priority.NOW)
 
     def say(self, sentence: str, priority: Priority = Priority.NEXT) -> None:
         self.controller.announce(sentence, priority)
@@ -271,20 +275,8 @@ class SightlineApp(QObject):
     def cmd_describe_screen(self) -> None:
         from app.capture import screen
 
-        self._describe(screen.capture_screen(monitor=self._monitor_under_pointer()), "Describe the screen")
-
-    def _monitor_under_pointer(self) -> int:
-        from app.capture import screen
-
-        try:
-            x, y = screen.pointer_position()
-            for index, mon in enumerate(screen.list_monitors(), start=1):
-                b = mon.bounds
-                if b.x <= x < b.x + b.width and b.y <= y < b.y + b.height:
-                    return index
-        except Exception:
-            log.debug("pointer position unavailable", exc_info=True)
-        return 1
+        # capture_screen() with no monitor takes the one under the pointer, where the user works.
+        self._describe(screen.capture_screen(), "Describe the screen")
 
     def cmd_describe_window(self) -> None:
         from app.capture import screen
@@ -299,7 +291,7 @@ class SightlineApp(QObject):
     def cmd_read_text(self) -> None:
         from app.capture import screen
 
-        image = screen.capture_screen(monitor=self._monitor_under_pointer())
+        image = screen.capture_screen()  # the monitor under the pointer
         self._describe(image, "Read all text", Task.READ_TEXT)
 
     def cmd_describe_region(self) -> None:
@@ -366,7 +358,7 @@ class SightlineApp(QObject):
         if command_id == "ask_screen_voice":
             from app.capture import screen
 
-            self._ptt_image = screen.capture_screen(monitor=self._monitor_under_pointer())
+            self._ptt_image = screen.capture_screen()  # the monitor under the pointer
         self.controller.stop()
         self._ptt_command = command_id
         self._recorder = Recorder.from_settings(self.settings)
@@ -463,15 +455,12 @@ class SightlineApp(QObject):
         self.controller.submit(request, question or "Spoken follow-up question")
 
     def cmd_repeat_last(self) -> None:
-        from app.speech.manager import short_form
-
         text = self.controller.last_answer
         if not text:
             self.say("There is no answer yet.", Priority.NOW)
             return
         self.speech.stop()
-        for sentence in short_form(text, self.speech.rule).sentences:
-            self.speech.speak(sentence, Priority.NORMAL)
+        self.speech.speak_answer(text)
 
     def cmd_stop(self) -> None:
         if self._recorder is not None:
@@ -663,7 +652,7 @@ def _no_display() -> bool:
     return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def _say_without_qt(sentence: str) -> None:
+def say_without_qt(sentence: str) -> None:
     """Print and, best effort, speak a sentence when the app cannot start its windows."""
     print(sentence, file=sys.stderr, flush=True)
     try:
@@ -681,7 +670,7 @@ def run_app(argv: list[str] | None = None, on_ready=None) -> int:
 
     if _no_display():
         log.warning("no display: DISPLAY and WAYLAND_DISPLAY are unset")
-        _say_without_qt(NO_DISPLAY)
+        say_without_qt(NO_DISPLAY)
         return ExitCode.DEVICE_ERROR
 
     qapp = QApplication.instance() or QApplication(argv or sys.argv[:1])

@@ -90,7 +90,7 @@ class JobController(QObject):
         self._got_chunk = False
         self._submitted_at = time.perf_counter()
         self.first_speech_latency = None
-        self._answer = AnswerSpeech(self.speech, request.job_id) if self.speak_answers else None
+        self._answer = self.speech.answer_stream(request.job_id) if self.speak_answers else None
         if request.image is not None and not request.history:
             self.conversation = Conversation(image=request.image)
         self.conversation.turns.append(Turn("user", request.question or title))

@@ -19,10 +19,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import QThread, QThreadPool  # noqa: E402 (after the platform is chosen)
 
-from app.ui import protect_none_refcount  # noqa: E402
-
-protect_none_refcount()  # PySide6 6.12.0 on Python 3.11 drops a None reference per void call
-
 SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 
 _started_qthreads: weakref.WeakSet = weakref.WeakSet()

@@ -73,10 +73,7 @@ def render_region(app: QApplication, out: Path) -> None:
 def main(argv: list[str]) -> int:
     what, out = argv[1], Path(argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    from app.ui import protect_none_refcount
-
     app = QApplication([argv[0]])
-    protect_none_refcount()
     {"result": render_result, "region": render_region}[what](app, out)
     app.processEvents()
     return 0
