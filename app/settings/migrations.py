@@ -49,8 +49,8 @@ def file_version(data: Raw) -> int:
 
 
 def migrate(data: Raw, target: int) -> Raw:
-    """Bring `data` up to version `target`. A newer file is returned as it is (its unknown keys are
-    then ignored by the store)."""
+    """Bring `data` up to version `target`. A newer file is returned as it is (the store ignores its
+    unknown keys when reading and keeps them when saving)."""
     version = file_version(data)
     if version > target:
         log.warning(

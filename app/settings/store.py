@@ -1,10 +1,14 @@
 """Load and save settings: one JSON file in the config dir, written atomically, versioned.
 
-- Unknown keys are ignored (and logged); a value of the wrong type, outside its choices or out of
-  range is replaced by that field's default (numbers out of range are brought inside it). One bad
-  value never costs the user the rest of their settings.
-- A file that cannot be read as a settings object is kept as settings.json.broken-<timestamp>, the
-  defaults are used, and load_settings returns a notice sentence for the app to speak.
+- Unknown keys are ignored when reading (and logged), and kept when saving: a file written by a
+  newer Sightline keeps what this version does not understand. A value of the wrong type, outside
+  its choices or out of range is replaced by that field's default (numbers out of range are brought
+  inside it). One bad value never costs the user the rest of their settings.
+- A file that cannot be read as a settings object (not JSON, not an object, nested too deep, far
+  too large) is kept as settings.json.broken-<timestamp>, the defaults are used, and load_settings
+  returns a notice sentence for the app to speak. A UTF-8 byte-order mark is accepted.
+- Something other than a regular file in its place (a FIFO, a device, a folder) is never opened
+  for reading in a way that could block: it is refused with a sentence and the defaults are used.
 - Saving writes a temporary file in the same folder, flushes and fsyncs it, then os.replace()s it
   over the old one: the file on disk is always either the old settings or the new ones.
 """
@@ -16,6 +20,7 @@ import json
 import logging
 import math
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +28,7 @@ from typing import Any, NamedTuple
 
 from app import paths
 from app.core.errors import SightlineError
-from app.settings.migrations import migrate
+from app.settings.migrations import file_version, migrate
 from app.settings.schema import SCHEMA_VERSION, Settings, field_type
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,12 @@ log = logging.getLogger(__name__)
 FILE_NAME = "settings.json"
 BROKEN_NOTICE = "Your settings file was damaged; Sightline saved a copy and started with default settings."
 UNREADABLE_NOTICE = "Sightline could not read your settings file, so it started with default settings."
+NOT_A_FILE_NOTICE = (
+    "Your settings file is not a regular file, so Sightline ignored it and used default settings."
+)
+
+# A real settings file is a few kilobytes; anything far larger is damage, not settings.
+MAX_BYTES = 1 << 20
 
 
 class SettingsError(SightlineError):
@@ -132,21 +143,66 @@ def _back_up(path: Path) -> Path:
     return backup
 
 
+class _NotAFile(OSError):
+    """settings.json exists but is not a regular file."""
+
+
+def _read_file(path: Path) -> bytes:
+    """The file's bytes, at most MAX_BYTES + 1 of them. Raises FileNotFoundError, _NotAFile (a FIFO,
+    device or folder: opening a FIFO for reading would wait forever for a writer) or OSError."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise _NotAFile(f"{path} is not a regular file")
+    # O_NONBLOCK: should a FIFO be swapped in after the check, opening it still returns at once.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _NotAFile(f"{path} is not a regular file")
+        parts: list[bytes] = []
+        size = 0
+        while size <= MAX_BYTES:
+            block = os.read(fd, MAX_BYTES + 1 - size)
+            if not block:
+                break
+            parts.append(block)
+            size += len(block)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def _parse(raw_bytes: bytes) -> dict[str, Any]:
+    """The settings object in `raw_bytes`; ValueError (with the reason) for anything else."""
+    if len(raw_bytes) > MAX_BYTES:
+        raise ValueError(f"the file is larger than {MAX_BYTES} bytes")
+    try:
+        # utf-8-sig: a byte-order mark (some Windows editors write one) is not damage.
+        data = json.loads(raw_bytes.decode("utf-8-sig"))
+    except RecursionError:
+        raise ValueError("the file is nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the file is not UTF-8 text ({exc.reason})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"the top level is {type(data).__name__}, not an object")
+    return data
+
+
 def load_settings(path: Path | None = None) -> LoadResult:
-    """Read the settings. Never raises for a bad file: the worst case is defaults and a notice."""
+    """Read the settings. Never raises for a bad file and never blocks on one: the worst case is
+    defaults and a notice."""
     path = path or settings_path()
     try:
-        raw_bytes = path.read_bytes()
+        raw_bytes = _read_file(path)
     except FileNotFoundError:
         return LoadResult(Settings(), None)
+    except _NotAFile as exc:
+        log.warning("settings: %s; using defaults", exc)
+        return LoadResult(Settings(), NOT_A_FILE_NOTICE)
     except OSError as exc:
         log.warning("settings file %s cannot be read: %s", path, exc)
         return LoadResult(Settings(), UNREADABLE_NOTICE)
     try:
-        data = json.loads(raw_bytes.decode("utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError(f"the top level is {type(data).__name__}, not an object")
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = _parse(raw_bytes)
+    except ValueError as exc:
         try:
             backup = _back_up(path)
         except OSError as backup_exc:
@@ -162,10 +218,30 @@ def load_settings(path: Path | None = None) -> LoadResult:
     return LoadResult(settings, None)
 
 
+def _kept_from_disk(path: Path) -> dict[str, Any]:
+    """What the file on disk holds that this version does not know (keys a newer Sightline wrote),
+    plus its version when that is newer than ours. Empty when there is no usable file."""
+    try:
+        data = migrate(_parse(_read_file(path)), SCHEMA_VERSION)
+    except (OSError, ValueError):
+        return {}
+    known = {f.name for f in dataclasses.fields(Settings)} | {"version"}
+    kept = {key: value for key, value in data.items() if key not in known}
+    if file_version(data) > SCHEMA_VERSION:
+        kept["version"] = file_version(data)
+    return kept
+
+
 def save_settings(settings: Settings, path: Path | None = None) -> Path:
     """Write the settings atomically. Raises SettingsError (with a sentence) if the disk refuses."""
     path = path or settings_path()
-    text = json.dumps(to_dict(settings), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+    data = to_dict(settings)
+    data.update(_kept_from_disk(path))
+    try:
+        text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+    except (RecursionError, ValueError, TypeError) as exc:
+        log.warning("settings: keys this version does not know could not be kept: %s", exc)
+        text = json.dumps(to_dict(settings), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,12 +6,26 @@ import dataclasses
 import json
 import logging
 import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from app.settings import store
 from app.settings.schema import SCHEMA_VERSION, Settings, field_info
-from app.settings.store import BROKEN_NOTICE, SettingsError, load_settings, save_settings, settings_path
+from app.settings.store import (
+    BROKEN_NOTICE,
+    NOT_A_FILE_NOTICE,
+    SettingsError,
+    load_settings,
+    save_settings,
+    settings_path,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_no_file_gives_defaults_and_no_notice():
@@ -184,3 +198,130 @@ def test_new_defaults():
     assert settings.result_font_size == 20
     assert settings.high_contrast is False
     assert settings.start_with_system is False
+
+
+# --- Settings are never lost: newer keys, a byte-order mark, deep nesting, non-regular files ------
+
+
+def test_keys_from_a_newer_version_survive_a_save():
+    newer = {
+        "version": SCHEMA_VERSION + 3,
+        "rate": 300,
+        "hologram": {"enabled": True, "depth": [1, 2, 3]},
+        "braille_display": "Focus 40",
+    }
+    settings_path().write_text(json.dumps(newer), encoding="utf-8")
+    settings, notice = load_settings()
+    assert (settings.rate, notice) == (300, None)
+
+    save_settings(dataclasses.replace(settings, rate=220, voice="Alice"))
+
+    on_disk = json.loads(settings_path().read_text(encoding="utf-8"))
+    assert on_disk["hologram"] == {"enabled": True, "depth": [1, 2, 3]}
+    assert on_disk["braille_display"] == "Focus 40"
+    assert on_disk["version"] == SCHEMA_VERSION + 3  # the newer Sightline will not migrate its own keys
+    assert (on_disk["rate"], on_disk["voice"]) == (220, "Alice")
+    assert load_settings() == (dataclasses.replace(Settings(), rate=220, voice="Alice"), None)
+
+
+def test_an_old_file_is_migrated_on_save_without_keeping_its_old_names():
+    settings_path().write_text(json.dumps({"speech_rate": 240, "future": 1}), encoding="utf-8")
+    save_settings(load_settings().settings)
+    on_disk = json.loads(settings_path().read_text(encoding="utf-8"))
+    assert "speech_rate" not in on_disk and on_disk["rate"] == 240
+    assert on_disk["future"] == 1 and on_disk["version"] == SCHEMA_VERSION
+
+
+def test_a_byte_order_mark_is_not_damage():
+    text = json.dumps({"version": SCHEMA_VERSION, "voice": "Zoë", "rate": 250}, ensure_ascii=False)
+    settings_path().write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    settings, notice = load_settings()
+    assert notice is None
+    assert (settings.voice, settings.rate) == ("Zoë", 250)
+    assert not list(settings_path().parent.glob("settings.json.broken-*"))
+    save_settings(settings)  # and a save after it keeps working (and writes no mark)
+    assert settings_path().read_bytes().startswith(b"{")
+
+
+@pytest.mark.parametrize("shape", ["array", "object"])
+def test_deep_nesting_is_damage_not_a_crash(shape):
+    depth = 200_000
+    if shape == "array":
+        content = b"[" * depth + b"]" * depth
+    else:
+        content = b'{"voice": ' + b'{"a": ' * depth + b"1" + b"}" * depth + b"}"
+    settings_path().write_bytes(content)
+    settings, notice = load_settings()
+    assert (settings, notice) == (Settings(), BROKEN_NOTICE)
+    (backup,) = settings_path().parent.glob("settings.json.broken-*")
+    assert backup.read_bytes() == content
+    assert load_settings() == (Settings(), None)
+
+
+def test_a_huge_file_is_damage():
+    content = b'{"voice": "' + b"x" * (store.MAX_BYTES + 10) + b'"}'
+    settings_path().write_bytes(content)
+    assert load_settings() == (Settings(), BROKEN_NOTICE)
+    (backup,) = settings_path().parent.glob("settings.json.broken-*")
+    assert backup.stat().st_size == len(content)
+
+
+def _in_subprocess_with_timeout(code: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter with the same SIGHTLINE_HOME; a hang fails the test."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_in_place_of_the_file_is_refused_at_once():
+    os.mkfifo(settings_path())
+    started = time.monotonic()
+    settings, notice = load_settings()
+    assert time.monotonic() - started < 1
+    assert (settings, notice) == (Settings(), NOT_A_FILE_NOTICE)
+    assert stat.S_ISFIFO(os.lstat(settings_path()).st_mode)  # refused, not moved or deleted
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_does_not_hang_the_command_line():
+    """The command line loads the settings before anything else (here: `sightline model status`)."""
+    os.mkfifo(settings_path())
+    done = _in_subprocess_with_timeout(
+        "import sys; from app.cli import main; sys.exit(main(['model', 'status']))"
+    )
+    assert NOT_A_FILE_NOTICE in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_saving_over_a_fifo_replaces_it_without_reading_it():
+    os.mkfifo(settings_path())
+    started = time.monotonic()
+    save_settings(Settings(rate=210))
+    assert time.monotonic() - started < 1
+    assert load_settings() == (Settings(rate=210), None)
+
+
+@pytest.mark.parametrize("kind", ["folder", "device"])
+def test_other_non_regular_files_are_refused(kind):
+    if kind == "folder":
+        settings_path().mkdir()
+    else:
+        if not os.path.exists("/dev/zero"):
+            pytest.skip("no /dev/zero")
+        settings_path().symlink_to("/dev/zero")  # reading it would never end
+    assert load_settings() == (Settings(), NOT_A_FILE_NOTICE)
+    assert settings_path().exists() or settings_path().is_symlink()
+
+
+def test_a_symlink_to_a_real_file_is_read():
+    real = settings_path().parent / "elsewhere.json"
+    real.write_text(json.dumps({"rate": 199}), encoding="utf-8")
+    settings_path().symlink_to(real)
+    assert load_settings() == (Settings(rate=199), None)
