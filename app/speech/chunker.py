@@ -48,6 +48,7 @@ _STAR_EM_RE = re.compile(r"(?<![\w*])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![\w*])")
 _UNDER_EM_RE = re.compile(r"(?<![\w_])_(?!\s)([^_\n]+?)(?<!\s)_(?![\w_])")
 _HTML_TAG_RE = re.compile(r"</?[a-zA-Z][^>]{0,80}>")
 _SPACES_RE = re.compile(r"[ \t\u00a0]+")
+_BLANK_LINE_RE = re.compile(r"\n[ \t]*\n")
 
 # Without any boundary, a long run is cut at a comma or similar so speech is not held back.
 MAX_PENDING_CHARS = 280
@@ -105,29 +106,62 @@ class SentenceChunker:
         self._max_pending = max_pending
         self._in_code_block = False
         self._code_announced = False
+        # Paragraphs: the raw text between the last sentence and the next, and for each sentence
+        # returned (in order) whether it starts a paragraph. See feed_marked().
+        self._gap = ""
+        self._emitted = 0
+        self._starts: list[bool] = []
 
     def reset(self) -> None:
         self._buf = ""
         self._in_code_block = False
         self._code_announced = False
+        self._gap = ""
+        self._emitted = 0
+        self._starts = []
 
     def feed(self, chunk: str) -> list[str]:
-        if not chunk:
-            return []
-        self._buf += chunk.replace("\r\n", "\n").replace("\r", "\n")
-        return self._drain(final=False)
+        return [sentence for sentence, _ in self.feed_marked(chunk)]
 
     def flush(self) -> list[str]:
         """The end of the stream: whatever is left becomes the last sentence."""
+        return [sentence for sentence, _ in self.flush_marked()]
+
+    def feed_marked(self, chunk: str) -> list[tuple[str, bool]]:
+        """Like feed(), with each sentence paired with whether it starts a paragraph: the first
+        sentence, one after a blank line, a rule or a code block. Paragraph keys jump by these."""
+        if not chunk:
+            return []
+        self._buf += chunk.replace("\r\n", "\n").replace("\r", "\n")
+        return self._marked(self._drain(final=False))
+
+    def flush_marked(self) -> list[tuple[str, bool]]:
         out = self._drain(final=True)
         rest, self._buf = self._buf, ""
         if self._in_code_block:
             self._in_code_block = False
-            return out
-        cleaned = clean_markdown(rest)
-        if cleaned:
-            out.append(cleaned)
-        return out
+            return self._marked(out)
+        self._take(out, rest)
+        return self._marked(out)
+
+    def _marked(self, out: list[str]) -> list[tuple[str, bool]]:
+        starts, self._starts = self._starts, []
+        return list(zip(out, starts, strict=True))
+
+    def _take(self, out: list[str], piece: str, cleaned: str | None = None) -> None:
+        """Appends the speakable form of a raw piece (if any) and notes whether it starts a paragraph."""
+        if cleaned is None:
+            cleaned = clean_markdown(piece)
+        if not cleaned:
+            # Nothing to say (a rule, a table separator, white space): a rule separates paragraphs.
+            self._gap += piece if not piece.strip() else "\n\n"
+            return
+        lead = piece[: len(piece) - len(piece.lstrip())]
+        starts = self._emitted == 0 or _BLANK_LINE_RE.search(self._gap + lead) is not None
+        self._gap = piece[len(piece.rstrip()) :]
+        self._emitted += 1
+        out.append(cleaned)
+        self._starts.append(starts)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -144,9 +178,7 @@ class SentenceChunker:
             if cut is None:
                 return out
             piece, self._buf = self._buf[:cut], self._buf[cut:]
-            cleaned = clean_markdown(piece)
-            if cleaned:
-                out.append(cleaned)
+            self._take(out, piece)
 
     def _handle_code_fences(self, out: list[str], final: bool) -> bool:
         """Consumes fenced code blocks; returns True if the buffer changed."""
@@ -170,14 +202,13 @@ class SentenceChunker:
         if not m:
             return False
         start = m.start() + (1 if buf[m.start()] == "\n" else 0)
-        before = buf[:start]
-        cleaned = clean_markdown(before)
-        if cleaned:
-            out.append(cleaned)
+        self._take(out, buf[:start])
         nl = buf.find("\n", m.end())
         if not self._code_announced:
-            out.append(CODE_BLOCK_SENTENCE)
+            self._gap += "\n\n"
+            self._take(out, CODE_BLOCK_SENTENCE, CODE_BLOCK_SENTENCE)
             self._code_announced = True
+        self._gap += "\n\n"  # what follows the code block starts a paragraph
         self._in_code_block = True
         self._buf = "" if nl < 0 else buf[nl + 1 :]
         # If the opening fence line is not complete yet, it is dropped and we wait for content.

@@ -8,6 +8,11 @@
   current utterances, and any that arrive later for it.
 - Long answers: `short_form()` / `speak_answer()` / `answer_stream()` speak the first sentences up
   to a limit, then "The full answer is on screen."; the UI shows the whole text.
+- Reading (say-all): `read_all()` reads a whole text continuously until its end or stop(), and
+  `read_in_full(job_id)` lets a streamed answer be read whole. The last answer stays the current
+  Reading with its position (the sentence being spoken, or the first one not heard):
+  `continue_reading()` goes on from there after a short form or a Stop, and `move_paragraph(+1/-1)`
+  jumps to the next or previous paragraph and reads on from it.
 - A driver that fails or hangs is replaced by the next in the fallback chain; the log says why.
 - Events (started, finished, interrupted, dropped, driver_changed) go to `on_event` and/or an
   `events` queue. They come from the manager's worker thread (dropped: from the caller's thread),
@@ -49,6 +54,70 @@ class Utterance:
     priority: Priority
     job_id: Hashable | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    reading: Reading | None = None  # the text this sentence belongs to, if any
+    index: int = -1  # its sentence number in that reading
+    whole: bool = True  # False when only the beginning of the sentence is spoken
+
+    def again(self) -> Utterance:
+        """The same utterance to be said again (after an interjection or a pause)."""
+        return Utterance(
+            self.id,
+            self.text,
+            self.priority,
+            self.job_id,
+            reading=self.reading,
+            index=self.index,
+            whole=self.whole,
+        )
+
+
+class Reading:
+    """A text read sentence by sentence, with paragraph marks and the reader's position.
+
+    `position` is the sentence being spoken, or the first one not yet heard; it moves as sentences
+    start and end (on the speech thread, under the manager's lock). `following` means sentences
+    added later (a streamed answer) are read as they arrive, for say-all.
+    """
+
+    def __init__(self, job_id: Hashable | None = None) -> None:
+        self.job_id = job_id
+        self.sentences: list[str] = []
+        self.paragraph_starts: list[int] = []  # indexes of the sentences that begin a paragraph
+        self.position = 0
+        self.queued_until = 0  # sentences before this one have been queued for speech
+        self.following = False
+        self.complete = False
+
+    @classmethod
+    def of(cls, text: str, job_id: Hashable | None = None) -> Reading:
+        reading = cls(job_id)
+        chunker = SentenceChunker()
+        for sentence, starts in chunker.feed_marked(text) + chunker.flush_marked():
+            reading.add(sentence, starts)
+        reading.complete = True
+        return reading
+
+    def add(self, sentence: str, starts_paragraph: bool) -> int:
+        if starts_paragraph or not self.sentences:
+            self.paragraph_starts.append(len(self.sentences))
+        self.sentences.append(sentence)
+        return len(self.sentences) - 1
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.sentences)
+
+    @property
+    def at_end(self) -> bool:
+        return self.position >= len(self.sentences)
+
+    def paragraph_of(self, index: int) -> int:
+        """The paragraph number (0-based) of sentence `index`."""
+        found = 0
+        for number, start in enumerate(self.paragraph_starts):
+            if start <= index:
+                found = number
+        return found
 
 
 @dataclass(frozen=True)
@@ -124,7 +193,10 @@ def short_form(text: str, rule: LongTextRule | None = None) -> SpokenForm:
 
 class AnswerSpeech:
     """Speaks one job's streamed answer: speech starts at the first complete sentence, and the
-    long-text rule stops it after the budget with the note. Feed it from one thread."""
+    long-text rule stops it after the budget with the note, unless the answer is read in full
+    (`full`, or SpeechManager.read_in_full for its job). Every sentence, spoken or not, goes into
+    the answer's Reading, so reading can continue where the short form stopped. Feed it from one
+    thread."""
 
     def __init__(
         self,
@@ -132,6 +204,7 @@ class AnswerSpeech:
         job_id: Hashable | None,
         rule: LongTextRule | None = None,
         priority: Priority = Priority.NORMAL,
+        full: bool = False,
     ) -> None:
         self._manager = manager
         self.job_id = job_id
@@ -141,6 +214,7 @@ class AnswerSpeech:
         self._chunker = SentenceChunker()
         self._parts: list[str] = []
         self._spoken: list[str] = []
+        self.reading = manager._start_reading(Reading(job_id), following=full)
 
     @property
     def truncated(self) -> bool:
@@ -149,24 +223,35 @@ class AnswerSpeech:
     def feed(self, chunk: str) -> list[str]:
         """Adds streamed text; returns the sentences queued for speech by this call."""
         self._parts.append(chunk)
-        return self._take(self._chunker.feed(chunk))
+        return self._take(self._chunker.feed_marked(chunk))
 
     def finish(self) -> SpokenForm:
-        self._take(self._chunker.flush())
+        self._take(self._chunker.flush_marked())
+        self._manager._finish_reading(self.reading)
         return SpokenForm(tuple(self._spoken), self._budget.truncated, "".join(self._parts))
 
-    def _take(self, sentences: list[str]) -> list[str]:
+    def _take(self, sentences: list[tuple[str, bool]]) -> list[str]:
         queued = []
-        for sentence in sentences:
+        for sentence, starts in sentences:
+            index, follow = self._manager._add_to_reading(self.reading, sentence, starts)
+            if follow:
+                if not self._budget.truncated:
+                    self._budget.admit(sentence)  # keeps counting, should following stop
+                queued.append(sentence)
+                self._spoken.append(sentence)
+                self._manager._speak_sentence(self.reading, index, sentence, self.priority)
+                continue
             was_truncated = self._budget.truncated
             admitted = self._budget.admit(sentence)
             if admitted:
                 queued.append(admitted)
+                self._spoken.append(admitted)
+                whole = admitted == sentence
+                self._manager._speak_sentence(self.reading, index, admitted, self.priority, whole=whole)
             if self._budget.truncated and not was_truncated:
                 queued.append(self._rule.note)
-        for sentence in queued:
-            self._spoken.append(sentence)
-            self._manager.speak(sentence, self.priority, self.job_id)
+                self._spoken.append(self._rule.note)
+                self._manager.speak(self._rule.note, self.priority, self.job_id)
         return queued
 
 
@@ -212,6 +297,7 @@ class SpeechManager:
         self._paused = False
         self._closing = False
         self._cancelled_jobs: deque = deque(maxlen=256)
+        self._reading: Reading | None = None  # the last answer or text read, and where we are in it
         self._worker = threading.Thread(target=self._run, name="sightline-speech")
         self._worker.start()
 
@@ -262,8 +348,10 @@ class SpeechManager:
         text = (text or "").strip()
         if not text:
             return None
-        priority = Priority(priority)
-        utt = Utterance(next(self._ids), text, priority, job_id)
+        return self._enqueue(Utterance(next(self._ids), text, Priority(priority), job_id))
+
+    def _enqueue(self, utt: Utterance) -> int | None:
+        priority, job_id = utt.priority, utt.job_id
         dropped: list[Utterance] = []
         interrupted: Utterance | None = None
         with self._cond:
@@ -310,7 +398,7 @@ class SpeechManager:
             if self._closing:
                 return None
             cur = self._interrupt_locked()
-            again = [] if cur is None else [Utterance(cur.id, cur.text, cur.priority, cur.job_id)]
+            again = [] if cur is None else [cur.again()]
             self._queue = [utt] + again + self._queue
             self._cond.notify_all()
         self._after_interrupt(cur)
@@ -345,7 +433,7 @@ class SpeechManager:
             self._paused = True
             cur = self._interrupt_locked()
             if cur is not None:
-                self._queue.insert(0, Utterance(cur.id, cur.text, cur.priority, cur.job_id))
+                self._queue.insert(0, cur.again())
             self._cond.notify_all()
         self._after_interrupt(cur)
 
@@ -369,18 +457,136 @@ class SpeechManager:
     def speak_answer(
         self, text: str, job_id: Hashable | None = None, priority: Priority = Priority.NORMAL
     ) -> SpokenForm:
-        """Speaks a finished answer under the long-text rule; returns what is spoken and shown."""
-        form = short_form(text, self.rule)
-        for i, sentence in enumerate(form.sentences):
-            # Only the first sentence of a NOW answer interrupts; the rest follow it.
-            self.speak(sentence, priority if i == 0 or priority != Priority.NOW else Priority.NEXT, job_id)
-        return form
+        """Speaks a finished answer under the long-text rule; returns what is spoken and shown.
+        The answer becomes the current reading: continue_reading() goes on after the short form."""
+        reading = self._start_reading(Reading.of(text, job_id))
+        budget = _Budget(self.rule)
+        spoken: list[str] = []
+        for index, sentence in enumerate(reading.sentences):
+            admitted = budget.admit(sentence)
+            if admitted:
+                # Only the first sentence of a NOW answer interrupts; the rest follow it.
+                level = priority if not spoken or priority != Priority.NOW else Priority.NEXT
+                self._speak_sentence(reading, index, admitted, level, whole=admitted == sentence)
+                spoken.append(admitted)
+            if budget.truncated:
+                break
+        if budget.truncated:
+            self.speak(self.rule.note, Priority.NEXT if priority == Priority.NOW else priority, job_id)
+            spoken.append(self.rule.note)
+        return SpokenForm(tuple(spoken), budget.truncated, text)
 
     def answer_stream(
-        self, job_id: Hashable | None = None, priority: Priority = Priority.NORMAL
+        self, job_id: Hashable | None = None, priority: Priority = Priority.NORMAL, full: bool = False
     ) -> AnswerSpeech:
-        """A feeder for a streamed answer: feed(chunk) as chunks arrive, finish() at the end."""
-        return AnswerSpeech(self, job_id, self.rule, priority)
+        """A feeder for a streamed answer: feed(chunk) as chunks arrive, finish() at the end.
+        `full` reads the whole answer (say-all) instead of its short form."""
+        return AnswerSpeech(self, job_id, self.rule, priority, full=full)
+
+    # -- reading (say-all) ---------------------------------------------------------------------
+
+    @property
+    def reading(self) -> Reading | None:
+        """The text read last (an answer, or read_all's text), with the reader's position."""
+        return self._reading
+
+    def read_all(
+        self, text: str, job_id: Hashable | None = None, priority: Priority = Priority.NORMAL
+    ) -> Reading:
+        """Reads the whole text, sentence after sentence, until its end or stop(). It becomes the
+        current reading, so continue_reading() and move_paragraph() work on it."""
+        reading = Reading.of(text, job_id)
+        self._start_reading(reading, following=True)
+        self._read_on(reading, priority)
+        return reading
+
+    def read_in_full(self, job_id: Hashable) -> bool:
+        """The streamed answer of `job_id` is read whole, not in short form (read all text)."""
+        with self._cond:
+            reading = self._reading
+            if reading is None or reading.job_id != job_id:
+                return False
+            reading.following = True
+        self._read_on(reading)
+        return True
+
+    def continue_reading(self) -> bool:
+        """Reads on from where the last reading stopped (after the short form, a Stop or an
+        interruption), to the end. False when there is nothing left to read."""
+        with self._cond:
+            reading = self._reading
+            if reading is None or (reading.at_end and reading.complete):
+                return False
+        self.stop()
+        with self._cond:
+            reading.following = True
+            reading.queued_until = reading.position
+        self._read_on(reading)
+        return True
+
+    def move_paragraph(self, step: int) -> bool:
+        """Jumps `step` paragraphs (+1 next, -1 previous) from the one being read and reads on from
+        its start. At either end it says so and returns False."""
+        with self._cond:
+            reading = self._reading
+            if reading is None or not reading.sentences:
+                target = None
+                message = "There is nothing to read yet."
+            else:
+                current = min(reading.position, len(reading.sentences) - 1)
+                number = reading.paragraph_of(current) + step
+                if number < 0:
+                    target, message = None, "This is the first paragraph."
+                elif number >= len(reading.paragraph_starts):
+                    target = None
+                    message = "There are no more paragraphs." if reading.complete else "No more text yet."
+                else:
+                    target, message = reading.paragraph_starts[number], ""
+        if target is None:
+            self.speak(message, Priority.NOW)
+            return False
+        self.stop()
+        with self._cond:
+            reading.position = target
+            reading.queued_until = target
+            reading.following = True
+        self._read_on(reading)
+        return True
+
+    def _start_reading(self, reading: Reading, following: bool = False) -> Reading:
+        with self._cond:
+            reading.following = following
+            self._reading = reading
+        return reading
+
+    def _finish_reading(self, reading: Reading) -> None:
+        with self._cond:
+            reading.complete = True
+
+    def _add_to_reading(self, reading: Reading, sentence: str, starts: bool) -> tuple[int, bool]:
+        """Adds a streamed sentence; (its index, whether it is to be read now because the reading
+        follows the stream)."""
+        with self._cond:
+            index = reading.add(sentence, starts)
+            return index, reading.following and reading is self._reading
+
+    def _read_on(self, reading: Reading, priority: Priority = Priority.NORMAL) -> None:
+        """Queues the reading's sentences not queued yet, to its current end."""
+        with self._cond:
+            start = reading.queued_until
+            pending = list(enumerate(reading.sentences))[start:]
+        for index, sentence in pending:
+            self._speak_sentence(reading, index, sentence, priority)
+
+    def _speak_sentence(
+        self, reading: Reading, index: int, text: str, priority: Priority, whole: bool = True
+    ) -> int | None:
+        with self._cond:
+            reading.queued_until = max(reading.queued_until, index + (1 if whole else 0))
+        utt = Utterance(
+            next(self._ids), text, priority, reading.job_id, reading=reading, index=index, whole=whole
+        )
+        return self._enqueue(utt)
 
     def earcon(self, name: str) -> None:
         if self.earcons is not None:
@@ -459,10 +665,15 @@ class SpeechManager:
                     return
                 utt = self._queue.pop(0)
                 self._current = utt
+                if utt.reading is not None:
+                    utt.reading.position = utt.index  # the reader is at this sentence
             self._emit("started", utt)
             completed = self._speak(utt)
             with self._cond:
                 self._current = None
+                reading = utt.reading
+                if reading is not None and completed and utt.whole and reading.position == utt.index:
+                    reading.position = utt.index + 1  # heard: reading goes on from the next one
                 self._cond.notify_all()
             self._emit("finished" if completed else "interrupted", utt)
 
