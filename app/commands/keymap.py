@@ -241,6 +241,9 @@ class Bindings:
     chords: Mapping[KeyChord, str] = field(default_factory=dict)  # direct chord -> command id
     timeout_s: float = 2.0
     push_to_talk: frozenset[str] = frozenset()  # command ids whose key is held down
+    # A push-to-talk key held longer than this counts as let go (a stuck key, a lost release event):
+    # the recording has stopped by itself by then, and the key must not stay swallowed.
+    hold_limit_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -404,7 +407,8 @@ def bindings_from_settings(settings) -> Bindings:
         if chord is not None and chord != prefix and chord not in chords:
             chords[chord] = command_id
     ptt = frozenset(c.id for c in COMMANDS if c.push_to_talk)
-    return Bindings(prefix, keys, chords, float(settings.hotkey_timeout), ptt)
+    hold_limit = float(getattr(settings, "max_recording_seconds", 40.0)) + 5.0
+    return Bindings(prefix, keys, chords, float(settings.hotkey_timeout), ptt, hold_limit)
 
 
 # --- The prefix layer -----------------------------------------------------------------------------
@@ -433,17 +437,32 @@ class CommandLayer:
         self._clock = clock
         self._armed_until: float | None = None
         self._held: dict[str, str] = {}  # key -> push-to-talk command id still held
+        self._held_until: dict[str, float] = {}  # key -> when holding it counts as let go
         self._release_due: dict[str, float] = {}  # key -> when its release counts
 
     @property
     def armed(self) -> bool:
         return self._armed_until is not None
 
+    @property
+    def held_keys(self) -> frozenset[str]:
+        """Push-to-talk keys down now: what a backend keeps from reaching other applications."""
+        return frozenset(self._held)
+
     def next_deadline(self) -> float | None:
-        times = list(self._release_due.values())
+        times = [*self._release_due.values(), *self._held_until.values()]
         if self._armed_until is not None:
             times.append(self._armed_until)
         return min(times) if times else None
+
+    def expires_at(self) -> float | None:
+        """When everything pending (the armed prefix, held keys) ends by itself at the latest, even
+        if no key event ever comes again; None when nothing is pending. A keyboard grab taken for the
+        layer must be given back by then, whatever happens to the threads that feed it."""
+        times = [*self._held_until.values(), *self._release_due.values()]
+        if self._armed_until is not None:
+            times.append(self._armed_until)
+        return max(times) if times else None
 
     def press(self, chord: KeyChord) -> LayerEvent | None:
         now = self._clock()
@@ -473,6 +492,7 @@ class CommandLayer:
     def _activate(self, command_id: str, key: str) -> LayerEvent:
         if command_id in self.bindings.push_to_talk:
             self._held[key] = command_id
+            self._held_until[key] = self._clock() + self.bindings.hold_limit_s
         return LayerEvent("activated", command_id)
 
     def release(self, key: str) -> LayerEvent | None:
@@ -490,6 +510,12 @@ class CommandLayer:
         for key, due in list(self._release_due.items()):
             if now >= due:
                 del self._release_due[key]
+                self._held_until.pop(key, None)
+                events.append(LayerEvent("released", self._held.pop(key)))
+        for key, due in list(self._held_until.items()):
+            if now >= due:  # held past the limit: a stuck key or a lost release event
+                del self._held_until[key]
+                self._release_due.pop(key, None)
                 events.append(LayerEvent("released", self._held.pop(key)))
         return events
 
@@ -498,5 +524,6 @@ class CommandLayer:
         events = [LayerEvent("released", command_id) for command_id in self._held.values()]
         self._armed_until = None
         self._held.clear()
+        self._held_until.clear()
         self._release_due.clear()
         return events

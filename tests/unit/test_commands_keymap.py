@@ -228,3 +228,30 @@ def test_reset_releases_held_push_to_talk(layer):
 
 def test_bindings_default_timeout():
     assert Bindings(PREFIX).timeout_s == 2.0
+
+
+def test_held_keys_and_when_everything_pending_ends(layer):
+    layer, clock = layer
+    assert layer.held_keys == frozenset() and layer.expires_at() is None
+    layer.press(PREFIX)
+    assert layer.expires_at() == pytest.approx(clock.now + 2.0)
+    layer.press(key("v"))
+    assert layer.held_keys == {"v"}
+    # Held: the grab may last until the hold limit (the longest recording, plus a margin).
+    assert layer.expires_at() == pytest.approx(clock.now + 45.0)
+    layer.release("v")
+    clock.now += 0.2
+    assert layer.poll() == [LayerEvent("released", "ask_screen_voice")]
+    assert layer.held_keys == frozenset() and layer.expires_at() is None
+
+
+def test_a_key_held_past_the_limit_counts_as_let_go(layer):
+    layer, clock = layer
+    layer.press(PREFIX)
+    layer.press(key("q"))
+    clock.now += 44.9
+    assert layer.poll() == []
+    clock.now += 0.2
+    assert layer.poll() == [LayerEvent("released", "ask_voice")]
+    assert layer.held_keys == frozenset()
+    assert layer.press(key("q")) is None  # the still-held key's repeats are plain typing now
