@@ -47,7 +47,24 @@ def _make_speech(settings: Settings, earcons):
 
     driver, fallbacks = pick_for_output(settings.output_mode, settings.speech_driver)
     voice = VoiceSettings(rate_wpm=settings.rate, voice=settings.voice, volume=settings.volume)
-    return SpeechManager(driver, fallbacks=fallbacks, settings=voice, earcons=earcons)
+    rule = _long_text_rule(settings)
+    return SpeechManager(driver, fallbacks=fallbacks, settings=voice, earcons=earcons, rule=rule)
+
+
+def _long_text_rule(settings: Settings):
+    """The short form of long answers ends by saying how to hear the rest."""
+    from app.speech.manager import FULL_ANSWER_NOTE, LongTextRule
+
+    try:
+        from app.commands.keymap import effective_keys, key_label, parse_key
+
+        key = effective_keys(settings.command_keys).get("continue_reading", "")
+        label = key_label(parse_key(key)) if key.strip() else ""
+    except Exception:  # a hand-edited key that does not parse: the note without the key
+        label = ""
+    if not label:
+        return LongTextRule()
+    return LongTextRule(note=f"{FULL_ANSWER_NOTE} To hear the rest, press the prefix key, then {label}.")
 
 
 class _DownloadRelay(QObject):
@@ -96,6 +113,9 @@ class SightlineApp(QObject):
             qt_grab.install()
         except Exception:  # the fallback grabber is optional: mss works on X11, Windows, macOS
             log.exception("Qt screen grab fallback not installed")
+        from app.ui import own_windows
+
+        own_windows.install()  # captures never include Sightline's own windows
 
         self.say("Sightline is ready.", Priority.NEXT)
         if notice:
@@ -267,10 +287,10 @@ class SightlineApp(QObject):
                 "Sightline is still running; the details are in the log."
             )
 
-    def _describe(self, image, title: str, task: Task = Task.DESCRIBE_BRIEF) -> None:
+    def _describe(self, image, title: str, task: Task = Task.DESCRIBE_BRIEF) -> int:
         if image.note:
             self.say(image.note, Priority.NEXT)
-        self.controller.submit(JobRequest(task=task, image=image, **self._common()), title)
+        return self.controller.submit(JobRequest(task=task, image=image, **self._common()), title)
 
     def cmd_describe_screen(self) -> None:
         from app.capture import screen
@@ -292,7 +312,9 @@ class SightlineApp(QObject):
         from app.capture import screen
 
         image = screen.capture_screen()  # the monitor under the pointer
-        self._describe(image, "Read all text", Task.READ_TEXT)
+        job_id = self._describe(image, "Read all text", Task.READ_TEXT)
+        # Say-all: every line is read, continuously, until the end or Stop (no short form).
+        self.speech.read_in_full(job_id)
 
     def cmd_describe_region(self) -> None:
         from app.ui.region_selector import RegionSelector
@@ -460,7 +482,27 @@ class SightlineApp(QObject):
             self.say("There is no answer yet.", Priority.NOW)
             return
         self.speech.stop()
-        self.speech.speak_answer(text)
+        self.speech.read_all(text)  # the whole answer, from its start; Stop and the paragraph keys work
+
+    def cmd_continue_reading(self) -> None:
+        if self.speech.reading is None and not self.controller.last_answer:
+            self.say("There is no answer yet.", Priority.NOW)
+            return
+        if self.speech.reading is None:
+            self.speech.read_all(self.controller.last_answer)
+        elif not self.speech.continue_reading():
+            self.say("That was the end of the answer. Repeat starts it again.", Priority.NOW)
+
+    def cmd_next_paragraph(self) -> None:
+        self._move_paragraph(+1)
+
+    def cmd_previous_paragraph(self) -> None:
+        self._move_paragraph(-1)
+
+    def _move_paragraph(self, step: int) -> None:
+        if self.speech.reading is None and self.controller.last_answer:
+            self.speech.load_reading(self.controller.last_answer)
+        self.speech.move_paragraph(step)  # it says so itself at either end
 
     def cmd_stop(self) -> None:
         if self._recorder is not None:
@@ -512,6 +554,7 @@ class SightlineApp(QObject):
             old_speech.close()
         else:
             self.speech.settings = VoiceSettings(rate_wpm=new.rate, voice=new.voice, volume=new.volume)
+            self.speech.rule = _long_text_rule(new)
         self.controller.speak_answers = new.output_mode != "text"
         self.controller.preference = new.backend
         engine_fields = (

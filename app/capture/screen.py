@@ -12,6 +12,11 @@ _NET_ACTIVE_WINDOW is used when set; without a window manager, the window holdin
 
 When mss cannot capture (no X display, Wayland, a failing driver), a fallback grabber registered
 with set_fallback_grabber() is tried; the Qt app registers one (app/ui/qt_grab.py).
+
+Sightline never reads its own windows: the app registers, with set_own_windows(), a function that
+lists the rectangles of its visible windows (answer window, settings, menus), and every capture
+paints them over with plain grey before anyone sees the pixels. A capture that would show nothing
+but Sightline itself is refused with a sentence.
 """
 
 from __future__ import annotations
@@ -41,6 +46,12 @@ WAYLAND_SENTENCE = (
 Grabber = Callable[[int, int, int, int], "object"]
 
 _fallback: Grabber | None = None
+#: Lists Sightline's own visible windows as (x, y, width, height) rectangles in mss's coordinates.
+#: Called on the capturing thread (the GUI thread in the app).
+OwnWindows = Callable[[], "list[tuple[int, int, int, int]]"]
+_own_windows: OwnWindows | None = None
+OWN_WINDOW_FILL = 128  # the grey that replaces Sightline's own windows in a capture
+ONLY_OWN_WINDOW = "There is only Sightline's own window there. Switch to the window you want, then try again."
 _mss_lock = threading.Lock()
 _mss_cache: dict[str, object] = {}
 
@@ -70,6 +81,42 @@ def set_fallback_grabber(fn: Grabber | None) -> None:
     """Register the grabber used when mss cannot capture (None removes it)."""
     global _fallback
     _fallback = fn
+
+
+def set_own_windows(fn: OwnWindows | None) -> None:
+    """Register the function that lists Sightline's own windows, masked out of every capture."""
+    global _own_windows
+    _own_windows = fn
+
+
+def _mask_own_windows(pixels, x: int, y: int, w: int, h: int):
+    """Sightline's own windows in the grabbed rectangle (x, y, w, h) painted grey; returns pixels."""
+    if _own_windows is None:
+        return pixels
+    try:
+        rects = list(_own_windows())
+    except Exception:  # noqa: BLE001 - listing windows must never cost the capture
+        return pixels
+    import numpy as np
+
+    sx, sy = pixels.shape[1] / w, pixels.shape[0] / h
+    mask = None
+    for rx, ry, rw, rh in rects:
+        x0, y0 = max(rx, x), max(ry, y)
+        x1, y1 = min(rx + rw, x + w), min(ry + rh, y + h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        if mask is None:
+            mask = np.zeros(pixels.shape[:2], bool)
+        mask[round((y0 - y) * sy) : round((y1 - y) * sy), round((x0 - x) * sx) : round((x1 - x) * sx)] = True
+    if mask is None:
+        return pixels
+    if mask.mean() >= 0.97:
+        raise CaptureError(ONLY_OWN_WINDOW, detail="the capture holds only Sightline's windows")
+    if not pixels.flags.writeable:
+        pixels = pixels.copy()
+    pixels[mask] = OWN_WINDOW_FILL
+    return pixels
 
 
 # --- environment ------------------------------------------------------------------------------
@@ -209,6 +256,7 @@ def _grab(x: int, y: int, w: int, h: int, source: str, note: str = "") -> ImageI
                 pixels = pixels[:, :, :3]
     if pixels is None:
         raise error or CaptureError("The screen could not be captured.")
+    pixels = _mask_own_windows(pixels, x, y, w, h)
     captured_at = time.time()
     # On macOS the rectangle is in points and the image in pixels: report bounds in image pixels.
     sx = pixels.shape[1] / w

@@ -43,9 +43,11 @@ def window():
 @pytest.fixture(autouse=True)
 def _fresh_capture_state():
     screen.set_fallback_grabber(None)
+    screen.set_own_windows(None)
     screen._forget_mss()
     yield
     screen.set_fallback_grabber(None)
+    screen.set_own_windows(None)
     screen._forget_mss()
 
 
@@ -327,3 +329,29 @@ def test_multi_monitor_layout(monkeypatch):
     shot = screen.capture_region(1800, -300, 300, 400)  # straddles both, partly above monitor 2
     assert (shot.bounds.x, shot.bounds.y, shot.width, shot.height) == (1800, -200, 300, 300)
     assert "off the screen" in shot.note
+
+
+@pytest.mark.display
+def test_sightline_windows_are_painted_over_in_every_mode(window):
+    """Sightline's own windows (here: pretend the green patch is one) never reach a capture."""
+    _raise(window)
+    gx, gy = window.phys(GREEN.x, GREEN.y)
+    screen.set_own_windows(lambda: [(gx, gy, GREEN.size, GREEN.size)])
+    rx, ry = window.phys(RED.x, RED.y)
+    shots = [
+        screen.capture_region(rx, ry, 180, 80),
+        screen.capture_screen(),
+    ]
+    _move_pointer(gx + GREEN.size // 2, gy + GREEN.size // 2)
+    shots.append(screen.capture_pointer(300))
+    for shot in shots:
+        b = shot.bounds
+        own = shot.pixels[gy - b.y : gy - b.y + GREEN.size, gx - b.x : gx - b.x + GREEN.size]
+        assert (own == screen.OWN_WINDOW_FILL).all(), shot.source
+        assert not _close(own[0, 0], GREEN.rgb)
+    region = shots[0].pixels
+    assert (np.abs(region[:, :80].astype(int) - RED.rgb).max()) <= 6  # the rest is untouched
+
+    # A capture of nothing but Sightline's own window is refused with a sentence.
+    with pytest.raises(CaptureError, match="only Sightline's own window"):
+        screen.capture_region(gx + 10, gy + 10, 40, 40)
