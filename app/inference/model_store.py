@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import shutil
-import struct
 import time
 import urllib.error
 import urllib.request
@@ -36,19 +35,41 @@ from app.core.errors import (
     ModelNotFoundError,
     SightlineError,
 )
+from app.inference.model_checks import (
+    ADAPTERS,
+    CHECKSUM_MISMATCH,
+    INDEX_NAME,
+    JSON_SHAPES,
+    LEFTOVER,
+    MISSING,
+    NATIVE_MODEL_TYPE,
+    FileProblem,
+    SafetensorsHeader,
+    SafetensorsHeaderError,  # noqa: F401 - part of this module's API
+    check_safetensors_file,
+    config_summary,
+    file_version,
+    git_blob_sha1,
+    index_problems,
+    json_problem,
+    parse_index,
+    read_index,
+    read_safetensors_header,
+    recorded_problem,
+    same_version,
+    text_problem,
+)
 
 if TYPE_CHECKING:
     from app.settings.schema import Settings
 
 MODEL_FOLDER_NAME = "Phi-4-multimodal-instruct"
-NATIVE_MODEL_TYPE = "phi4_multimodal"
 REMOTE_CODE_MODEL_TYPES = ("phi4mm",)
 #: hidden folder inside the model folder holding partial downloads until they are complete
 PARTIAL_DIR_NAME = ".sightline-partial"
 #: small JSON file recording which revision (and commit) a folder was downloaded from
 MARKER_NAME = ".sightline-model.json"
 _LOCK_NAME = "download.lock"
-ADAPTERS = ("vision-lora", "speech-lora")
 DOWNLOAD_COMMAND = "sightline model download"
 
 _MISSING_SENTENCE = (
@@ -83,6 +104,10 @@ class FolderReport:
     model_type: str = ""
     #: relative paths of the weight files the folder uses (shards or model.safetensors)
     weight_files: tuple[str, ...] = ()
+    #: what is wrong with each damaged file, in the same order as damaged_files
+    problems: tuple[FileProblem, ...] = ()
+    #: how many files the checks read
+    files_checked: int = 0
 
     @property
     def ready(self) -> bool:
@@ -113,85 +138,7 @@ def default_model_folder(settings: Settings | None = None) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# safetensors headers (cheap: 8 bytes + the JSON header, never the tensor data)
-
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
-
-
-class SafetensorsHeaderError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class SafetensorsHeader:
-    header_length: int
-    tensors: dict[str, tuple[int, int]]  # name -> (begin, end) offsets into the data section
-    data_bytes: int  # the largest end offset: how many data bytes the file must hold
-
-    @property
-    def expected_file_size(self) -> int:
-        return 8 + self.header_length + self.data_bytes
-
-
-def read_safetensors_header(path: Path) -> SafetensorsHeader:
-    """Parse a safetensors header: 8-byte little-endian length, then that many bytes of JSON."""
-    try:
-        with open(path, "rb") as f:
-            raw_len = f.read(8)
-            if len(raw_len) < 8:
-                raise SafetensorsHeaderError("shorter than the 8-byte header length")
-            (length,) = struct.unpack("<Q", raw_len)
-            if length == 0 or length > _MAX_HEADER_BYTES:
-                raise SafetensorsHeaderError(f"implausible header length {length}")
-            raw = f.read(length)
-    except OSError as exc:
-        raise SafetensorsHeaderError(f"cannot be read ({exc.strerror or exc})") from exc
-    if len(raw) < length:
-        raise SafetensorsHeaderError("cut off inside its header")
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SafetensorsHeaderError("header is not valid JSON") from exc
-    if not isinstance(header, dict):
-        raise SafetensorsHeaderError("header is not a JSON object")
-    tensors: dict[str, tuple[int, int]] = {}
-    data_bytes = 0
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            begin, end = entry["data_offsets"]
-            begin, end = int(begin), int(end)
-        except (TypeError, KeyError, ValueError) as exc:
-            raise SafetensorsHeaderError(f"tensor {name} has no valid data_offsets") from exc
-        if begin < 0 or end < begin:
-            raise SafetensorsHeaderError(f"tensor {name} has invalid data_offsets")
-        tensors[name] = (begin, end)
-        data_bytes = max(data_bytes, end)
-    return SafetensorsHeader(header_length=length, tensors=tensors, data_bytes=data_bytes)
-
-
-def check_safetensors_file(path: Path) -> str | None:
-    """None if the header parses and the file size matches it, else the problem in a few words."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return "is missing"
-    if size == 0:
-        return "is empty"
-    try:
-        header = read_safetensors_header(path)
-    except SafetensorsHeaderError as exc:
-        return str(exc)
-    if size < header.expected_file_size:
-        return f"is cut off: {size} bytes of {header.expected_file_size}"
-    if size > header.expected_file_size:
-        return f"has {size - header.expected_file_size} unexpected bytes at the end"
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# inspecting a folder
+# inspecting a folder: one set of checks for status, verify and the download
 
 
 def _read_json(path: Path) -> object:
@@ -245,11 +192,12 @@ def _incomplete_sentence(missing: list[str], partial: list[str]) -> str:
     return f"The Phi-4-multimodal model is incomplete: {what}. Run {DOWNLOAD_COMMAND} to resume the download."
 
 
-def _corrupt_sentence(damaged: list[str]) -> str:
+def _corrupt_sentence(damaged: list[FileProblem]) -> str:
+    first = damaged[0]
     if len(damaged) == 1:
-        what = f"The model file {damaged[0]} is damaged"
+        what = f"The model file {first.path} is damaged: it {first.problem}"
     else:
-        what = f"{len(damaged)} model files are damaged, among them {damaged[0]}"
+        what = f"{len(damaged)} model files are damaged, among them {first.path}: it {first.problem}"
     return f"{what}. Run {DOWNLOAD_COMMAND} to repair the model."
 
 
@@ -261,8 +209,71 @@ def _tokenizer_missing(folder: Path) -> list[str]:
     return ["tokenizer.json"]
 
 
+def _recorded_damage(folder: Path, marker: dict) -> dict[str, str]:
+    """Files a deep verify found damaged and that have not changed since: rel -> problem."""
+    damaged = marker.get("damaged")
+    if not isinstance(damaged, dict):
+        return {}
+    return {
+        str(rel): str(entry.get("problem") or CHECKSUM_MISMATCH)
+        for rel, entry in damaged.items()
+        if isinstance(entry, dict) and same_version(entry, folder / str(rel))
+    }
+
+
+class _Findings:
+    """What the checks found in a folder, in a stable order, one problem per file."""
+
+    def __init__(self) -> None:
+        self.missing: list[str] = []
+        self.problems: dict[str, str] = {}
+        self.checked: set[str] = set()
+
+    def damaged(self, rel: str, problem: str | None) -> None:
+        self.checked.add(rel)
+        if problem is not None and rel not in self.problems:
+            self.problems[rel] = problem
+
+    def as_problems(self) -> tuple[FileProblem, ...]:
+        return tuple(FileProblem(rel, problem) for rel, problem in self.problems.items())
+
+
+def _check_weights(folder: Path, found: _Findings) -> list[str]:
+    """The index and the shards it names (or a single model.safetensors); returns the shard list."""
+    headers: dict[str, SafetensorsHeader] = {}
+    index_path = folder / INDEX_NAME
+    weight_map: dict[str, str] | None = None
+    total = None
+    if index_path.is_file():
+        weight_map, total, problem = read_index(index_path)
+        found.damaged(INDEX_NAME, problem)
+        weight_files = sorted(set(weight_map.values())) if weight_map else []
+    elif (folder / "model.safetensors").is_file():
+        weight_files = ["model.safetensors"]
+    else:
+        found.missing.append(INDEX_NAME)
+        weight_files = []
+    for name in weight_files:
+        path = folder / name
+        if not path.is_file():
+            found.missing.append(name)
+            continue
+        problem = check_safetensors_file(path)
+        found.damaged(name, problem)
+        if problem is None:
+            headers[name] = read_safetensors_header(path)
+    if weight_map:
+        found.damaged(INDEX_NAME, index_problems(weight_map, total, headers))
+    return weight_files
+
+
 def inspect_model_folder(folder: Path) -> FolderReport:
-    """Tell whether `folder` holds a usable native-format Phi-4-multimodal copy. Cheap."""
+    """Tell whether `folder` holds a usable native-format Phi-4-multimodal copy. Cheap.
+
+    Reads the JSON files the loader needs (and checks their shape), the weights' headers and
+    sizes, and hashes the small files against the checksums the download recorded from the
+    server; a weight file a deep verify found damaged stays damaged until it changes.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return FolderReport(folder, ModelState.MISSING, _MISSING_SENTENCE)
@@ -273,21 +284,14 @@ def inspect_model_folder(folder: Path) -> FolderReport:
         entries = []
     if not entries and not partial:
         return FolderReport(folder, ModelState.MISSING, _MISSING_SENTENCE)
-    missing: list[str] = []
-    damaged: list[str] = []
+    found = _Findings()
     model_type = ""
 
     config_path = folder / "config.json"
     if config_path.is_file():
-        try:
-            config = _read_json(config_path)
-            if not isinstance(config, dict):
-                raise ValueError("config is not an object")
-            model_type = str(config.get("model_type", ""))
-        except (OSError, ValueError, UnicodeDecodeError):
-            damaged.append("config.json")
-            config = {}
-        if not damaged and model_type != NATIVE_MODEL_TYPE:
+        problem, model_type = config_summary(config_path)
+        found.damaged("config.json", problem)
+        if problem is None and model_type != NATIVE_MODEL_TYPE:
             return FolderReport(
                 folder,
                 ModelState.WRONG_FORMAT,
@@ -297,69 +301,62 @@ def inspect_model_folder(folder: Path) -> FolderReport:
     else:
         if _has_remote_code(folder):
             return FolderReport(folder, ModelState.WRONG_FORMAT, _wrong_format_sentence(""))
-        missing.append("config.json")
+        found.missing.append("config.json")
 
-    # weights
-    weight_files: list[str] = []
-    index_path = folder / "model.safetensors.index.json"
-    if index_path.is_file():
-        try:
-            index = _read_json(index_path)
-            weight_map = index["weight_map"] if isinstance(index, dict) else None
-            if not isinstance(weight_map, dict) or not weight_map:
-                raise ValueError("no weight_map")
-            weight_files = sorted({str(v) for v in weight_map.values()})
-        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
-            damaged.append("model.safetensors.index.json")
-    elif (folder / "model.safetensors").is_file():
-        weight_files = ["model.safetensors"]
-    else:
-        missing.append("model.safetensors.index.json")
-    for name in weight_files:
-        path = folder / name
-        if not path.is_file():
-            missing.append(name)
-            continue
-        problem = check_safetensors_file(path)
-        if problem is not None:
-            damaged.append(name)
+    weight_files = _check_weights(folder, found)
 
-    missing += _tokenizer_missing(folder)
+    found.missing += _tokenizer_missing(folder)
     if not (folder / "tokenizer_config.json").is_file():
-        missing.append("tokenizer_config.json")
+        found.missing.append("tokenizer_config.json")
     if (
         not (folder / "preprocessor_config.json").is_file()
         and not (folder / "processor_config.json").is_file()
     ):
-        missing.append("preprocessor_config.json")
-
+        found.missing.append("preprocessor_config.json")
     for adapter in ADAPTERS:
-        cfg = folder / adapter / "adapter_config.json"
-        weights = folder / adapter / "adapter_model.safetensors"
-        if not cfg.is_file():
-            missing.append(f"{adapter}/adapter_config.json")
-        else:
-            try:
-                _read_json(cfg)
-            except (OSError, ValueError, UnicodeDecodeError):
-                damaged.append(f"{adapter}/adapter_config.json")
-        if not weights.is_file():
-            missing.append(f"{adapter}/adapter_model.safetensors")
-        elif check_safetensors_file(weights) is not None:
-            damaged.append(f"{adapter}/adapter_model.safetensors")
+        for rel in (f"{adapter}/adapter_config.json", f"{adapter}/adapter_model.safetensors"):
+            if not (folder / rel).is_file():
+                found.missing.append(rel)
+        weights_rel = f"{adapter}/adapter_model.safetensors"
+        if (folder / weights_rel).is_file():
+            problem = check_safetensors_file(folder / weights_rel)
+            if problem is None and not read_safetensors_header(folder / weights_rel).tensors:
+                problem = "holds no tensors"
+            found.damaged(weights_rel, problem)
+    for rel in JSON_SHAPES:
+        if (folder / rel).is_file():
+            found.damaged(rel, json_problem(folder, rel))
+    # the chat template: chat_template.jinja (the manifest's) or chat_template.json (some
+    # conversions write that one); either, or none (the tokenizer config may carry it)
+    if (folder / "chat_template.jinja").is_file():
+        found.damaged("chat_template.jinja", text_problem(folder / "chat_template.jinja"))
 
+    # what the download recorded from the server: sizes and the small files' git blob ids
+    marker = _read_marker(folder)
+    files = marker.get("files")
+    if isinstance(files, dict):
+        for rel, entry in files.items():
+            if isinstance(entry, dict) and (folder / str(rel)).is_file():
+                found.damaged(str(rel), recorded_problem(folder / str(rel), entry))
+    for rel, problem in _recorded_damage(folder, marker).items():
+        found.damaged(rel, problem)
+
+    missing = found.missing
+    damaged = found.as_problems()
     common = {
         "missing_files": tuple(missing),
-        "damaged_files": tuple(damaged),
+        "damaged_files": tuple(p.path for p in damaged),
         "partial_files": tuple(partial),
         "model_type": model_type,
         "weight_files": tuple(weight_files),
+        "problems": damaged,
+        "files_checked": len(found.checked),
     }
     if missing or partial:
         # a partial download explains damaged files too: resuming is the remedy
         return FolderReport(folder, ModelState.INCOMPLETE, _incomplete_sentence(missing, partial), **common)
     if damaged:
-        return FolderReport(folder, ModelState.CORRUPT, _corrupt_sentence(damaged), **common)
+        return FolderReport(folder, ModelState.CORRUPT, _corrupt_sentence(list(damaged)), **common)
     return FolderReport(
         folder,
         ModelState.READY,
@@ -621,7 +618,7 @@ class _Hash:
 def _read_marker(folder: Path) -> dict:
     try:
         data = _read_json(Path(folder) / MARKER_NAME)
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -634,13 +631,13 @@ def _write_marker(folder: Path, data: dict) -> None:
     os.replace(tmp, target)
 
 
-def _git_blob_sha1(path: Path) -> str:
-    h = hashlib.sha1()
-    h.update(b"blob %d\0" % path.stat().st_size)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+_git_blob_sha1 = git_blob_sha1
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _blob_sha1_of(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def _partial_name(rf: RemoteFile) -> str:
@@ -655,6 +652,14 @@ def _content_range_start(value: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _etag(value: str | None) -> str:
+    """The bare hash in an ETag header: W/"abc" and "abc" -> abc."""
+    value = (value or "").strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"').lower()
+
+
 def _write_failed(dest: Path, exc: OSError) -> DownloadError:
     if exc.errno == errno.ENOSPC:
         sentence = (
@@ -664,6 +669,14 @@ def _write_failed(dest: Path, exc: OSError) -> DownloadError:
     else:
         sentence = f"Sightline could not write the model into {dest}: {exc.strerror or exc}."
     return DownloadError(sentence, detail=repr(exc))
+
+
+def _mismatch_error(rf: RemoteFile, detail: str) -> DownloadError:
+    return DownloadError(
+        f"The downloaded file {rf.path} did not match the model server's checksum. "
+        f"Run {DOWNLOAD_COMMAND} to try again.",
+        detail=detail,
+    )
 
 
 class _Download:
@@ -679,12 +692,15 @@ class _Download:
         progress: Callable[[DownloadProgress], None] | None,
         cancel: CancelToken | None,
         retries: int,
+        revision_name: str | None = None,
     ) -> None:
         self.dest = dest
         self.partial_dir = dest / PARTIAL_DIR_NAME
         self.files = files
         self.repo_id = repo_id
         self.revision = revision
+        #: the named revision (refs/pr/70) recorded in the marker; `revision` may be its pinned commit
+        self.revision_name = revision_name or revision
         self.sha = sha
         self.endpoint = endpoint
         self.progress = progress
@@ -696,6 +712,10 @@ class _Download:
         self.offsets: dict[str, int] = {}
         self.resumed_bytes = 0
         self.fetched_bytes = 0
+        #: small files already fetched (and checked) into memory before the selection was known
+        self.prefetched: dict[str, bytes] = {}
+        #: the ETag each resolve answer carried (the git blob id of a small file, sha256 of LFS)
+        self.etags: dict[str, str] = {}
         self.opener = urllib.request.build_opener()
         self.token = self._token()
         self.marker = _read_marker(dest)
@@ -705,6 +725,10 @@ class _Download:
             return _import_hub().get_token() or ""
         except Exception:  # no token store: anonymous downloads are fine for a public model
             return ""
+
+    def select(self, files: list[RemoteFile]) -> None:
+        self.files = files
+        self.bytes_total = sum(f.size for f in files)
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -733,20 +757,25 @@ class _Download:
             raise Cancelled(_PAUSED_SENTENCE)
 
     def record(self, rf: RemoteFile) -> None:
+        """Note a file as checked against the server's hash, with the version of it on disk."""
         st = (self.dest / rf.path).stat()
-        entry = {"size": rf.size, "mtime_ns": st.st_mtime_ns}
+        entry = {"size": rf.size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "checked": True}
         if rf.sha256:
             entry["sha256"] = rf.sha256
-        if rf.blob_id:
-            entry["oid"] = rf.blob_id
+        blob_id = self.expected_blob_id(rf)
+        if blob_id:
+            entry["oid"] = blob_id
         self.marker.setdefault("files", {})[rf.path] = entry
+        damaged = self.marker.get("damaged")
+        if isinstance(damaged, dict):
+            damaged.pop(rf.path, None)
         self.save_marker()
 
     def save_marker(self, complete: bool = False) -> None:
         self.marker.update(
             {
                 "repo_id": self.repo_id,
-                "revision": self.revision,
+                "revision": self.revision_name,
                 "commit": self.sha,
                 "total_bytes": self.bytes_total,
                 "file_count": len(self.files),
@@ -755,7 +784,28 @@ class _Download:
         )
         if complete:
             self.marker["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        else:
+            self.marker.pop("completed_at", None)
         _write_marker(self.dest, self.marker)
+
+    def expected_blob_id(self, rf: RemoteFile) -> str:
+        """The git blob id a small file must hash to: from the listing, else the resolve ETag."""
+        if rf.sha256:
+            return rf.blob_id
+        if _HEX40.fullmatch(rf.blob_id):
+            return rf.blob_id
+        etag = self.etags.get(rf.path, "")
+        return etag if _HEX40.fullmatch(etag) else ""
+
+    def content_ok(self, rf: RemoteFile, path: Path, hasher: _Hash | None = None) -> bool:
+        """Does the file hold what the server listed? sha256 for LFS files, git blob id for the rest."""
+        if rf.sha256:
+            if hasher is None:
+                hasher = _Hash()
+                self.hash_file(path, rf, hasher, rf.size)
+            return hasher.hexdigest() == rf.sha256
+        blob_id = self.expected_blob_id(rf)
+        return not blob_id or git_blob_sha1(path) == blob_id
 
     # -- what is already here -----------------------------------------------------------------
 
@@ -771,6 +821,20 @@ class _Download:
                 hasher.update(block)
                 self.report(rf, hasher.upto, phase="checking")
 
+    def trusted(self, rf: RemoteFile) -> bool:
+        """A weight file this download checked earlier and that has not changed since (not even
+        its ctime) and that no deep verify found damaged: not worth hashing gigabytes again."""
+        entry = self.marker.get("files", {}).get(rf.path)
+        damaged = self.marker.get("damaged")
+        return (
+            bool(rf.sha256)
+            and isinstance(entry, dict)
+            and entry.get("checked") is True
+            and entry.get("sha256") == rf.sha256
+            and same_version(entry, self.dest / rf.path)
+            and not (isinstance(damaged, dict) and rf.path in damaged)
+        )
+
     def already_complete(self, rf: RemoteFile) -> bool:
         final = self.dest / rf.path
         try:
@@ -779,22 +843,14 @@ class _Download:
             return False
         if not final.is_file() or st.st_size != rf.size:
             return False
-        entry = self.marker.get("files", {}).get(rf.path)
-        same_id = isinstance(entry, dict) and (
-            entry.get("sha256") == rf.sha256 if rf.sha256 else entry.get("oid") == rf.blob_id
-        )
-        if same_id and entry.get("size") == rf.size and entry.get("mtime_ns") == st.st_mtime_ns:
+        if self.trusted(rf):
             return not rf.path.endswith(".safetensors") or check_safetensors_file(final) is None
-        if rf.sha256:
-            hasher = _Hash()
-            self.hash_file(final, rf, hasher, rf.size)
-            ok = hasher.hexdigest() == rf.sha256
-        elif re.fullmatch(r"[0-9a-f]{40}", rf.blob_id):
-            ok = _git_blob_sha1(final) == rf.blob_id
-        else:
-            ok = True
+        # everything else is hashed: small files every time (cheap), weights once after a change
+        ok = self.content_ok(rf, final)
         if ok:
             self.record(rf)
+        else:
+            log.warning("%s does not match the server's checksum: fetching it again", rf.path)
         return ok
 
     def partial_size(self, rf: RemoteFile) -> int:
@@ -808,7 +864,7 @@ class _Download:
         needed = 0
         for rf in self.files:
             final = self.dest / rf.path
-            if final.is_file() and final.stat().st_size == rf.size:
+            if rf.path in self.prefetched or (final.is_file() and final.stat().st_size == rf.size):
                 continue
             needed += max(0, rf.size - min(self.partial_size(rf), rf.size))
         return needed
@@ -818,7 +874,7 @@ class _Download:
     def resolve_url(self, rf: RemoteFile) -> str:
         return f"{self.endpoint}/{self.repo_id}/resolve/{self.sha}/{quote(rf.path, safe='/')}"
 
-    def fetch_range(self, rf: RemoteFile, part: Path, offset: int, hasher: _Hash) -> None:
+    def open_resolve(self, rf: RemoteFile, offset: int, on_416: Callable[[], None]):
         req = urllib.request.Request(
             self.resolve_url(rf), headers={"User-Agent": "Sightline", "Accept-Encoding": "identity"}
         )
@@ -833,8 +889,7 @@ class _Download:
             status = exc.code
             exc.close()
             if status == 416:  # the server disagrees about what we hold: start this file again
-                part.unlink(missing_ok=True)
-                hasher.reset()
+                on_416()
                 raise _Transient("HTTP 416 for a resumed range") from None
             if status in (408, 429) or status >= 500:
                 raise _Transient(f"HTTP {status}") from None
@@ -848,19 +903,27 @@ class _Download:
             ) from None
         except (OSError, http.client.HTTPException) as exc:  # URLError, refused, reset, timeout
             raise _Transient(f"{type(exc).__name__}: {exc}") from None
+        etag = _etag(resp.headers.get("X-Linked-Etag") or resp.headers.get("ETag"))
+        if etag:
+            self.etags[rf.path] = etag
+        return resp
 
+    def fetch_range(self, rf: RemoteFile, part: Path, offset: int, hasher: _Hash) -> None:
+        def restart() -> None:
+            part.unlink(missing_ok=True)
+            hasher.reset()
+
+        resp = self.open_resolve(rf, offset, restart)
         with resp:
             if resp.status == 206:
                 start = _content_range_start(resp.headers.get("Content-Range"))
                 if start != offset:
-                    part.unlink(missing_ok=True)
-                    hasher.reset()
+                    restart()
                     self.offsets[rf.path] = 0
                     raise _Transient(f"server resumed at {start}, not {offset}")
             elif resp.status == 200:
                 if offset:  # the server ignored the Range header: start this file again
-                    part.unlink(missing_ok=True)
-                    hasher.reset()
+                    restart()
                     offset = 0
                     self.offsets[rf.path] = 0
             else:
@@ -897,8 +960,35 @@ class _Download:
                 except OSError as exc:
                     raise _write_failed(self.dest, exc) from exc
 
+    def retry_wait(self, rf: RemoteFile, exc: _Transient, failures: int) -> None:
+        log.info("download of %s interrupted (%s), failure %d", rf.path, exc, failures)
+        if failures > self.retries:
+            raise DownloadError(
+                "The download was interrupted: the connection to the model server was lost. "
+                f"What was downloaded is kept; run {DOWNLOAD_COMMAND} to resume.",
+                detail=f"{rf.path}: {exc}",
+            ) from None
+        wait = RETRY_BASE_S * (2 ** (failures - 1))
+        if self.cancel is not None and self.cancel.wait(min(wait, 30.0)):
+            raise Cancelled(_PAUSED_SENTENCE) from None
+        if self.cancel is None:
+            time.sleep(min(wait, 30.0))
+
     def download_file(self, rf: RemoteFile) -> None:
         part = self.partial_dir / _partial_name(rf)
+        final = self.dest / rf.path
+        data = self.prefetched.pop(rf.path, None)
+        if data is not None:  # fetched and checked before the shards were chosen
+            try:
+                with open(part, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                raise _write_failed(self.dest, exc) from exc
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(part, final)
+            return
         hasher = _Hash()
         failures = 0
         while True:
@@ -916,69 +1006,129 @@ class _Download:
                     self.fetch_range(rf, part, offset, hasher)
                 except _Transient as exc:
                     failures = 1 if exc.progressed else failures + 1
-                    log.info("download of %s interrupted (%s), failure %d", rf.path, exc, failures)
-                    if failures > self.retries:
-                        raise DownloadError(
-                            "The download was interrupted: the connection to the model server was lost. "
-                            f"What was downloaded is kept; run {DOWNLOAD_COMMAND} to resume.",
-                            detail=f"{rf.path}: {exc}",
-                        ) from None
-                    wait = RETRY_BASE_S * (2 ** (failures - 1))
-                    if self.cancel is not None and self.cancel.wait(min(wait, 30.0)):
-                        raise Cancelled(_PAUSED_SENTENCE) from None
-                    if self.cancel is None:
-                        time.sleep(min(wait, 30.0))
+                    self.retry_wait(rf, exc, failures)
                     continue
             size = part.stat().st_size
-            if size != rf.size or (rf.sha256 and hasher.hexdigest() != rf.sha256):
+            if size != rf.size or not self.content_ok(rf, part, hasher if rf.sha256 else None):
+                # corrupted on the way (or a server that changed the file): never installed
                 part.unlink(missing_ok=True)
                 hasher.reset()
                 self.offsets[rf.path] = 0
                 failures += 1
                 log.warning("download of %s did not match its checksum or size", rf.path)
                 if failures > self.retries:
-                    raise DownloadError(
-                        f"The downloaded file {rf.path} did not match the model server's checksum. "
-                        f"Run {DOWNLOAD_COMMAND} to try again.",
-                        detail=f"size {size}, expected {rf.size}",
-                    )
+                    raise _mismatch_error(rf, f"size {size}, expected {rf.size}")
                 continue
-            if rf.path == "config.json":
-                self.check_config(part)
-            final = self.dest / rf.path
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(part, final)
             return
 
-    def check_config(self, part: Path) -> None:
+    def peek(self, rf: RemoteFile) -> bytes:
+        """The content of a small file before anything is written: the copy on disk when it
+        matches the server's checksum, else fetched into memory (checked, retried) and kept
+        for run() to install."""
+        final = self.dest / rf.path
+        try:
+            if final.is_file() and final.stat().st_size == rf.size and self.content_ok(rf, final):
+                return final.read_bytes()
+        except OSError:
+            pass
+        failures = 0
+        while True:
+            self.check_cancel()
+            try:
+                resp = self.open_resolve(rf, 0, lambda: None)
+                with resp:
+                    if resp.status != 200:
+                        raise _Transient(f"unexpected HTTP {resp.status}")
+                    try:
+                        data = resp.read(rf.size + 1)
+                    except (OSError, http.client.HTTPException) as exc:
+                        raise _Transient(f"{type(exc).__name__}: {exc}") from None
+            except _Transient as exc:
+                failures += 1
+                self.retry_wait(rf, exc, failures)
+                continue
+            expected = self.expected_blob_id(rf)
+            if len(data) == rf.size and (
+                (rf.sha256 and hashlib.sha256(data).hexdigest() == rf.sha256)
+                or (not rf.sha256 and (not expected or _blob_sha1_of(data) == expected))
+            ):
+                self.fetched_bytes += len(data)
+                self.prefetched[rf.path] = data
+                return data
+            failures += 1
+            log.warning("download of %s did not match its checksum or size", rf.path)
+            if failures > self.retries:
+                raise _mismatch_error(rf, f"size {len(data)}, expected {rf.size}")
+
+    def check_config(self, data: bytes) -> None:
         """Refuse a revision whose config is not the native format before fetching gigabytes."""
         try:
-            config = _read_json(part)
+            config = json.loads(data.decode("utf-8-sig"))
             model_type = str(config.get("model_type", "")) if isinstance(config, dict) else ""
-        except (OSError, ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             model_type = ""
         if model_type != NATIVE_MODEL_TYPE:
-            part.unlink(missing_ok=True)
+            self.prefetched.pop("config.json", None)
             what = (
                 "the remote-code version of Phi-4-multimodal"
                 if model_type in REMOTE_CODE_MODEL_TYPES
-                else f"a {model_type or 'unknown'} model"
+                else f"a model of the kind {model_type!r}"
+                if model_type
+                else "no model configuration Sightline can read"
             )
             raise DownloadError(
-                f"The model version {self.revision} holds {what}, which Sightline does not run, "
+                f"The model version {self.revision_name} holds {what}, which Sightline does not run, "
                 f"so nothing more was downloaded. Run {DOWNLOAD_COMMAND} without a revision to fetch "
                 "the native-format version.",
                 detail=f"model_type {model_type!r}",
             )
 
+    def select_weights(self, index_rf: RemoteFile | None) -> list[str]:
+        """The weight shards to fetch: exactly those the index names (other shards in the
+        revision, such as the remote-code format's, are never fetched)."""
+        listed = {rf.path for rf in self.files}
+        if index_rf is None:
+            if "model.safetensors" in listed:
+                return ["model.safetensors"]
+            raise DownloadError(
+                f"The model version {self.revision_name} on the server has no weights index "
+                f"({INDEX_NAME}), so Sightline cannot tell which weight files to fetch.",
+                detail=f"{self.repo_id}@{self.sha}",
+            )
+        data = self.peek(index_rf)
+        try:
+            index = json.loads(data.decode("utf-8-sig"))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            index = None
+        weight_map, _total, problem = parse_index(index)
+        if problem is not None or weight_map is None:
+            self.prefetched.pop(INDEX_NAME, None)
+            raise DownloadError(
+                f"The model's weights index on the server is damaged: it {problem or 'is not valid JSON'}. "
+                "Downloading again will not help; try again later.",
+                detail=f"{self.repo_id}@{self.sha}",
+            )
+        shards = sorted(set(weight_map.values()))
+        absent = [s for s in shards if s not in listed]
+        if absent:
+            self.prefetched.pop(INDEX_NAME, None)
+            raise DownloadError(
+                f"The model's weights index on the server names {len(absent)} weight files the server "
+                f"does not have, such as {absent[0]}. Downloading again will not help; try again later.",
+                detail=f"{self.repo_id}@{self.sha}",
+            )
+        return shards
+
     def run(self) -> None:
-        # small files first: config.json is checked before any weights are fetched
+        # small files first (config.json first of all), the weights last
         order = sorted(self.files, key=lambda f: (f.path != "config.json", f.size, f.path))
         self.resumed_bytes = sum(min(self.partial_size(rf), rf.size) for rf in order)
         self.save_marker()
         for rf in order:
             self.check_cancel()
-            if self.already_complete(rf):
+            if rf.path not in self.prefetched and self.already_complete(rf):
                 self.offsets.pop(rf.path, None)
             else:
                 self.download_file(rf)
@@ -994,6 +1144,19 @@ class _Download:
         self.save_marker(complete=True)
 
 
+def _is_root_weight(path: str) -> bool:
+    return "/" not in path and path.endswith(".safetensors")
+
+
+def _pinned_commit(dest: Path, repo_id: str, revision: str) -> str:
+    """The commit an earlier download of `revision` into `dest` resolved to, if any."""
+    marker = _read_marker(dest)
+    commit = str(marker.get("commit") or "")
+    if marker.get("repo_id") == repo_id and marker.get("revision") == revision and _HEX40.fullmatch(commit):
+        return commit
+    return ""
+
+
 def download_model(
     dest: Path,
     *,
@@ -1005,15 +1168,23 @@ def download_model(
 ) -> FolderReport:
     """Download (or resume, or repair) the model into `dest`; returns the folder's report.
 
-    Uses HF_ENDPOINT when set. Raises DownloadError with a sentence for anything that goes
-    wrong, and Cancelled when `cancel` is set (the partial data stays for the next call).
+    The revision is resolved to a commit once; the commit is recorded in the folder and every
+    later call (a resume, a repair) fetches that same commit, even if the named revision has
+    moved on since. Only the weight shards the index names are fetched. Every file is checked
+    against the server's hash (sha256 of LFS files, git blob id of the rest) before it is put
+    in place, and a file already here is hashed again unless this code checked that very
+    version of it before. Uses HF_ENDPOINT when set. Raises DownloadError with a sentence for
+    anything that goes wrong, and Cancelled when `cancel` is set (partial data stays).
     """
     import filelock
 
     manifest = load_manifest()
     repo_id = repo_id or manifest.repo_id
-    revision = revision or manifest.download_revision
     dest = Path(dest).expanduser()
+    revision_name = revision or manifest.revision
+    pinned = ""
+    if revision is None:
+        pinned = manifest.commit or _pinned_commit(dest, repo_id, manifest.revision)
     endpoint = _hub_endpoint()
     try:
         (dest / PARTIAL_DIR_NAME).mkdir(parents=True, exist_ok=True)
@@ -1026,18 +1197,30 @@ def download_model(
     except filelock.Timeout:
         raise DownloadError(f"Another download of the model into {dest} is already running.") from None
     try:
-        sha, listing = list_remote_files(repo_id, revision, endpoint=endpoint)
+        try:
+            sha, listing = list_remote_files(repo_id, pinned or revision_name, endpoint=endpoint)
+        except DownloadError as exc:
+            if pinned and "was not found on the model server" in exc.sentence:
+                raise DownloadError(
+                    f"The model version this folder was downloaded from ({revision_name} at commit "
+                    f"{pinned[:12]}) is no longer on the model server. Delete the folder {dest}, "
+                    f"then run {DOWNLOAD_COMMAND} to start again.",
+                    detail=exc.detail,
+                ) from exc
+            raise
         files = [f for f in listing if is_wanted(f.path)]
-        if not any(f.path == "config.json" for f in files):
+        by_path = {f.path: f for f in files}
+        if "config.json" not in by_path:
             raise DownloadError(
-                f"The model version {revision} on the server has no config.json, so it is not a model "
+                f"The model version {revision_name} on the server has no config.json, so it is not a model "
                 "Sightline can use."
             )
         job = _Download(
             dest,
             files,
             repo_id=repo_id,
-            revision=revision,
+            revision=pinned or revision_name,
+            revision_name=revision_name,
             sha=sha,
             endpoint=endpoint,
             progress=progress,
@@ -1045,6 +1228,12 @@ def download_model(
             retries=retries,
         )
         try:
+            job.check_config(job.peek(by_path["config.json"]))
+            shards = set(job.select_weights(by_path.get(INDEX_NAME)))
+            unlisted = [f.path for f in files if _is_root_weight(f.path) and f.path not in shards]
+            if unlisted:
+                log.info("not fetching %d weight files the index does not name: %s", len(unlisted), unlisted)
+            job.select([f for f in files if not _is_root_weight(f.path) or f.path in shards])
             needed = job.bytes_needed()
             free = _free_disk_bytes(dest)
         except OSError as exc:
@@ -1070,7 +1259,19 @@ def download_model(
     finally:
         lock.release()
         _remove_empty_partial_dir(dest)
-    return inspect_model_folder(dest)
+    report = inspect_model_folder(dest)
+    fetched = {f.path for f in job.files}
+    server_side = [p for p in report.problems if p.path in fetched]
+    if report.state is ModelState.CORRUPT and server_side:
+        # every file matches the server's checksum, so the server's copy itself is damaged:
+        # sending the user back to `download` would only loop
+        first = server_side[0]
+        raise DownloadError(
+            f"The model file {first.path} on the model server is itself damaged: it {first.problem}. "
+            "Downloading again will not help; try again later.",
+            detail=report.sentence,
+        )
+    return report
 
 
 def _remove_empty_partial_dir(dest: Path) -> None:
@@ -1086,15 +1287,6 @@ def _remove_empty_partial_dir(dest: Path) -> None:
 
 # --------------------------------------------------------------------------------------------
 # verifying
-
-
-@dataclass(frozen=True)
-class FileProblem:
-    path: str  # relative to the model folder
-    problem: str  # a few words: "is cut off: 10 bytes of 20"
-
-    def __str__(self) -> str:
-        return f"{self.path} {self.problem}"
 
 
 @dataclass(frozen=True)
@@ -1120,48 +1312,6 @@ class VerifyReport:
         }
 
 
-def _verify_safetensors(folder: Path, rel: str, problems: list[FileProblem]) -> SafetensorsHeader | None:
-    path = folder / rel
-    if not path.is_file():
-        problems.append(FileProblem(rel, "is missing"))
-        return None
-    problem = check_safetensors_file(path)
-    if problem is not None:
-        problems.append(FileProblem(rel, problem))
-        return None
-    return read_safetensors_header(path)
-
-
-def _verify_index(folder: Path, headers: dict[str, SafetensorsHeader], problems: list[FileProblem]) -> None:
-    rel = "model.safetensors.index.json"
-    try:
-        index = _read_json(folder / rel)
-        weight_map = index["weight_map"]
-        if not isinstance(weight_map, dict):
-            raise TypeError("weight_map is not an object")
-    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        problems.append(FileProblem(rel, f"cannot be read ({exc})"))
-        return
-    wrong = [
-        name for name, shard in weight_map.items() if shard in headers and name not in headers[shard].tensors
-    ]
-    if wrong:
-        problems.append(FileProblem(rel, f"names {len(wrong)} tensors its shards lack, such as {wrong[0]}"))
-    unlisted = [name for shard, h in headers.items() for name in h.tensors if weight_map.get(name) != shard]
-    if unlisted:
-        problems.append(
-            FileProblem(rel, f"does not list {len(unlisted)} stored tensors, such as {unlisted[0]}")
-        )
-    total = index.get("metadata", {}).get("total_size") if isinstance(index.get("metadata"), dict) else None
-    shards = set(weight_map.values())
-    if isinstance(total, int) and shards and shards <= set(headers):
-        stored = sum(end - begin for shard in shards for begin, end in headers[shard].tensors.values())
-        if stored != total:
-            problems.append(
-                FileProblem(rel, f"gives a total size of {total} bytes but the shards hold {stored}")
-            )
-
-
 def verify_model_folder(
     folder: Path,
     *,
@@ -1169,106 +1319,75 @@ def verify_model_folder(
     progress: Callable[[DownloadProgress], None] | None = None,
     cancel: CancelToken | None = None,
 ) -> VerifyReport:
-    """Check every weight file against its header, the index and the adapters; `deep` also hashes.
+    """Check the folder the way `status` does, and say what is wrong with each file.
 
-    Without `deep` it reads only headers and JSON (seconds). With `deep` every file recorded by
-    the download is hashed against the server's checksum (minutes for the full model).
+    Without `deep`: the same checks as inspect_model_folder (the JSON files' structure, the
+    weights' headers, sizes and index, the small files' checksums), so verify and status always
+    agree. With `deep` every weight file is also hashed against the server's sha256 (minutes
+    for the full model); a file that fails is recorded in the folder, so `status` says it is
+    damaged too and the next download fetches it again.
     """
     folder = Path(folder)
     report = inspect_model_folder(folder)
     if report.state in (ModelState.MISSING, ModelState.WRONG_FORMAT):
         return VerifyReport(folder, report.state, False, report.sentence)
-    problems: list[FileProblem] = [FileProblem(m, "is missing") for m in report.missing_files]
-    problems += [FileProblem(p, "is left over from an interrupted download") for p in report.partial_files]
-    checked = 0
-
-    for rel in ("config.json", "tokenizer_config.json"):
-        if (folder / rel).is_file():
-            checked += 1
-            try:
-                _read_json(folder / rel)
-            except (OSError, ValueError, UnicodeDecodeError):
-                problems.append(FileProblem(rel, "is not valid JSON"))
-
-    headers: dict[str, SafetensorsHeader] = {}
-    for rel in report.weight_files:
-        if (folder / rel).is_file():
-            checked += 1
-            header = _verify_safetensors(folder, rel, problems)
-            if header is not None:
-                headers[rel] = header
-    if (folder / "model.safetensors.index.json").is_file():
-        checked += 1
-        _verify_index(folder, headers, problems)
-
-    for adapter in ADAPTERS:
-        cfg_rel = f"{adapter}/adapter_config.json"
-        if (folder / cfg_rel).is_file():
-            checked += 1
-            try:
-                cfg = _read_json(folder / cfg_rel)
-                if not isinstance(cfg, dict) or not ("r" in cfg or "peft_type" in cfg):
-                    problems.append(FileProblem(cfg_rel, "is not an adapter configuration"))
-            except (OSError, ValueError, UnicodeDecodeError):
-                problems.append(FileProblem(cfg_rel, "is not valid JSON"))
-        weights_rel = f"{adapter}/adapter_model.safetensors"
-        if (folder / weights_rel).is_file():
-            checked += 1
-            header = _verify_safetensors(folder, weights_rel, problems)
-            if header is not None and not header.tensors:
-                problems.append(FileProblem(weights_rel, "holds no tensors"))
-
+    problems: list[FileProblem] = [FileProblem(m, MISSING) for m in report.missing_files]
+    problems += [FileProblem(p, LEFTOVER) for p in report.partial_files]
+    problems += list(report.problems)
+    checked = report.files_checked
     if deep:
-        problems += _verify_checksums(folder, progress, cancel)
-
-    # one problem per file, in a stable order
-    seen: set[str] = set()
-    unique = []
-    for p in problems:
-        if p.path not in seen:
-            seen.add(p.path)
-            unique.append(p)
-    if not unique:
-        what = "and their checksums match" if deep else "and their headers and sizes are consistent"
+        known = {p.path for p in problems}
+        found, hashed_ok = _verify_checksums(folder, progress, cancel, skip=known)
+        problems += found
+        checked = max(checked, len(known | hashed_ok | {p.path for p in found}))
+        _record_damage(folder, found, hashed_ok)
+    if not problems:
+        what = (
+            "and every checksum matches"
+            if deep
+            else "their structure, sizes and the small files' checksums are right"
+        )
         return VerifyReport(
             folder,
             ModelState.READY,
             True,
-            f"The Phi-4-multimodal model is intact: {checked} files checked {what}.",
+            f"The Phi-4-multimodal model is intact: {checked} files checked, {what}.",
             files_checked=checked,
             hashed=deep,
         )
-    damaged = [p for p in unique if p.problem not in ("is missing",) and "interrupted" not in p.problem]
-    if not damaged:
+    damaged = [p for p in problems if p.problem not in (MISSING, LEFTOVER)]
+    if report.state is ModelState.INCOMPLETE or not damaged:
         return VerifyReport(
-            folder, ModelState.INCOMPLETE, False, report.sentence, tuple(unique), checked, deep
+            folder, ModelState.INCOMPLETE, False, report.sentence, tuple(problems), checked, deep
         )
-    first = damaged[0]
-    if len(damaged) == 1:
-        sentence = f"The model file {first.path} {first.problem}."
-    else:
-        sentence = f"{len(damaged)} model files are damaged; {first.path} {first.problem}."
-    sentence += f" Run {DOWNLOAD_COMMAND} to repair the model."
-    return VerifyReport(folder, ModelState.CORRUPT, False, sentence, tuple(unique), checked, deep)
+    return VerifyReport(
+        folder, ModelState.CORRUPT, False, _corrupt_sentence(damaged), tuple(problems), checked, deep
+    )
 
 
 def _verify_checksums(
     folder: Path,
     progress: Callable[[DownloadProgress], None] | None,
     cancel: CancelToken | None,
-) -> list[FileProblem]:
+    *,
+    skip: set[str],
+) -> tuple[list[FileProblem], set[str]]:
+    """Hash every recorded file against the server's checksum: (problems, paths that matched)."""
     files = _read_marker(folder).get("files", {})
     if not isinstance(files, dict):
-        return []
-    problems = []
-    entries = sorted((rel, e) for rel, e in files.items() if isinstance(e, dict))
-    total = sum(int(e.get("size", 0)) for _, e in entries)
+        return [], set()
+    problems: list[FileProblem] = []
+    matched: set[str] = set()
+    entries = sorted((rel, e) for rel, e in files.items() if isinstance(e, dict) and rel not in skip)
+    total = sum(int(e.get("size", 0) or 0) for _, e in entries)
     done = 0
     for n, (rel, entry) in enumerate(entries):
         path = folder / rel
         if not path.is_file():
             continue  # missing files are already reported
-        if entry.get("sha256"):
+        sha256 = str(entry.get("sha256") or "")
+        oid = str(entry.get("oid") or "")
+        if sha256:
             h = hashlib.sha256()
             with open(path, "rb") as f:
                 for block in iter(lambda f=f: f.read(8 << 20), b""):
@@ -1283,19 +1402,54 @@ def _verify_checksums(
                                 total,
                                 rel,
                                 0,
-                                int(entry.get("size", 0)),
+                                int(entry.get("size", 0) or 0),
                                 n,
                                 len(entries),
                                 phase="checking",
                             )
                         )
-            if h.hexdigest() != entry["sha256"]:
-                problems.append(FileProblem(rel, "does not match its checksum"))
-        elif re.fullmatch(r"[0-9a-f]{40}", str(entry.get("oid", ""))):
+            ok = h.hexdigest() == sha256
+        elif _HEX40.fullmatch(oid):
             done += path.stat().st_size
-            if _git_blob_sha1(path) != entry["oid"]:
-                problems.append(FileProblem(rel, "does not match its checksum"))
-    return problems
+            ok = git_blob_sha1(path) == oid
+        else:
+            continue  # the server gave no hash for this file
+        if ok:
+            matched.add(rel)
+        else:
+            problems.append(FileProblem(rel, CHECKSUM_MISMATCH))
+    return problems, matched
+
+
+def _record_damage(folder: Path, damaged: list[FileProblem], matched: set[str]) -> None:
+    """Remember what a deep verify found in the folder's record (unless a download holds it):
+    `status` then says the same, and the next download hashes and fetches those files again."""
+    import filelock
+
+    marker = _read_marker(folder)
+    if not marker:
+        return
+    recorded = marker.get("damaged") if isinstance(marker.get("damaged"), dict) else {}
+    new = {rel: entry for rel, entry in recorded.items() if rel not in matched}
+    for p in damaged:
+        version = file_version(folder / p.path)
+        if version is not None:
+            size, mtime_ns, ctime_ns, _ino = version
+            new[p.path] = {"problem": p.problem, "size": size, "mtime_ns": mtime_ns, "ctime_ns": ctime_ns}
+    if new == recorded:
+        return
+    partial = folder / PARTIAL_DIR_NAME
+    try:
+        partial.mkdir(exist_ok=True)
+        lock = filelock.FileLock(str(partial / _LOCK_NAME), timeout=0)
+        with lock:
+            marker = _read_marker(folder)
+            marker["damaged"] = new
+            _write_marker(folder, marker)
+    except (OSError, filelock.Timeout):
+        log.info("could not record the damaged files in %s (a download is running?)", folder)
+    finally:
+        _remove_empty_partial_dir(folder)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1341,6 +1495,9 @@ def model_status(folder: Path | None = None) -> dict:
         "download_complete": bool(marker.get("complete", False)),
         "downloaded_at": str(marker.get("completed_at") or ""),
         "pinned_revision": manifest.revision,
-        "pinned_commit": manifest.commit,
+        # later downloads and resumes fetch this commit: the manifest's, else the one recorded
+        "pinned_commit": manifest.commit
+        or _pinned_commit(folder, str(marker.get("repo_id") or ""), manifest.revision),
+        "problems": [{"path": p.path, "problem": p.problem} for p in report.problems],
         "license": manifest.licence,
     }

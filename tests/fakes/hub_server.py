@@ -366,7 +366,17 @@ def make_model_folder(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     native = layout == "native"
-    config = {"model_type": "phi4_multimodal", "architectures": ["Phi4MultimodalForCausalLM"]}
+    config = {
+        "model_type": "phi4_multimodal",
+        "architectures": ["Phi4MultimodalForCausalLM"],
+        "hidden_size": 3072,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 24,
+        "num_key_value_heads": 8,
+        "vocab_size": 200064,
+        "vision_config": {"hidden_size": 1152},
+        "audio_config": {"hidden_size": 1024},
+    }
     if not native:
         config = {
             "model_type": "phi4mm",
