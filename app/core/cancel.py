@@ -3,20 +3,52 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from app.core.errors import Cancelled
 
 
 class CancelToken:
-    __slots__ = ("_event", "reason")
+    __slots__ = ("_event", "reason", "_lock", "_callbacks")
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason = ""
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
 
     def cancel(self, reason: str = "") -> None:
         self.reason = reason
-        self._event.set()
+        with self._lock:
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:  # on the cancelling thread: each must be quick and thread-safe
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - one broken callback must not stop the cancel
+                pass
+
+    def add_callback(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Run `callback` once on cancel, on the cancelling thread (at once if already cancelled).
+
+        For work that blocks outside Python's reach (a socket read): the callback shuts it.
+        Returns a function that unregisters it.
+        """
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                registered = True
+            else:
+                registered = False
+        if not registered:
+            callback()
+
+        def remove() -> None:
+            with self._lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+
+        return remove
 
     @property
     def cancelled(self) -> bool:

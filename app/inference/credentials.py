@@ -7,6 +7,7 @@ elsewhere (a server's error message, an exception's text) before that text is lo
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 from urllib.parse import urlsplit
@@ -124,20 +125,73 @@ def delete_token(server_url: str) -> bool:
         return False
 
 
+#: A run of this many characters of a token is enough to hide: shorter runs are too common to matter.
+MIN_REDACT = 8
+
+
+def _forms(value: str) -> list[str]:
+    """The token and the encodings a server, proxy or library may echo it in."""
+    from urllib.parse import quote, quote_plus
+
+    raw = value.encode("utf-8")
+    forms = [value, quote(value, safe=""), quote_plus(value), value.encode("unicode_escape").decode("ascii")]
+    for prefix in (b"", b"Bearer ", b":", b"Authorization: Bearer "):
+        data = prefix + raw
+        for shift in range(3):  # every alignment of the token within base64's groups of three bytes
+            piece = data[shift:]
+            for encode in (base64.b64encode, base64.urlsafe_b64encode):
+                encoded = encode(piece).decode("ascii").rstrip("=")
+                # The first and last characters also carry bits of the neighbours: keep the core.
+                start = 0 if shift == 0 and not prefix else 2
+                forms.append(encoded[start:-2] if len(encoded) > start + 2 else "")
+    forms.append(raw.hex())
+    return [f for f in forms if f]
+
+
+def _grams(value: str, size: int) -> set[str]:
+    grams: set[str] = set()
+    for form in _forms(value):
+        form = form.casefold()
+        grams.update(form[i : i + size] for i in range(len(form) - size + 1))
+    return grams
+
+
 def redact(text: str, *secrets: Secret | str | None) -> str:
-    """`text` with every secret (and its obvious encodings) replaced by [hidden]."""
+    """`text` with every secret hidden: any run of 8 or more of its characters, in any letter case,
+    also inside its URL-encoded, base64 (every alignment, with or without "Bearer ") and hex forms.
+
+    A token shorter than 8 characters is hidden where it appears whole, in any case.
+    """
     if not text:
         return text
+    hide = [False] * len(text)
+    folded = text.casefold()
+    if len(folded) != len(text):  # a few characters change length when case-folded
+        folded = text.lower()
+    if len(folded) != len(text):
+        folded = text
     for secret in secrets:
         if secret is None:
             continue
         value = secret.reveal() if isinstance(secret, Secret) else secret
         if not value or len(value) < 4:
             continue
-        text = text.replace(value, _HIDDEN)
-        from urllib.parse import quote
-
-        quoted = quote(value, safe="")
-        if quoted != value:
-            text = text.replace(quoted, _HIDDEN)
-    return text
+        size = min(MIN_REDACT, len(value))
+        grams = _grams(value, size)
+        for i in range(len(folded) - size + 1):
+            if folded[i : i + size] in grams:
+                for j in range(i, i + size):
+                    hide[j] = True
+    if not any(hide):
+        return text
+    out: list[str] = []
+    hidden = False
+    for char, masked in zip(text, hide, strict=True):
+        if masked:
+            if not hidden:
+                out.append(_HIDDEN)
+            hidden = True
+        else:
+            out.append(char)
+            hidden = False
+    return "".join(out)

@@ -5,40 +5,50 @@ only the request. The server serves the base model plus two LoRA adapters, chose
 "vision" for any image (also image with audio), "speech" for audio alone, the base model for text
 (its name is read once from /v1/models unless it is given).
 
-Transport: the standard library's http.client, not a third-party client. It adds no dependency,
-and it exposes the connection's socket, so a cancel can shut that socket from a small watcher
-thread and the worker's blocking read returns at once (`_Exchange`). Per-phase timeouts are socket
-timeouts: connect, first byte (until the first event of the answer) and idle (between events).
+Transport: the standard library's http.client over a socket Sightline opens itself: the name is
+resolved once, every address it resolves to is checked, and the connection goes to a checked
+address, so a DNS answer cannot change between the check and the use (`_open_socket`).
 
-Security: TLS is verified (a custom CA file is a setting); plain http is refused for any host that
-is not this computer unless allowed; the token goes only into the Authorization header and is
-scrubbed from every text that is logged or shown (app.inference.credentials).
+Stopping: a cancel shuts the connection's socket from the cancel token's callback, on the thread
+that cancels, so the worker's blocking read returns at once (`_Exchange`). The same happens when a
+deadline passes: the first token within `first_byte` seconds, then no gap between tokens longer than
+`idle` seconds, and the whole turn within `turn` seconds; the answer is also cut at a number of
+characters, for a server that ignores max_tokens. A keep-alive comment or a dripped byte is not a
+token: only text of the answer moves the deadlines.
+
+Security: TLS is verified (a custom CA file is a setting); plain http is refused when any address
+the name resolves to is not this computer, unless the user allowed it; the token goes only into the
+Authorization header and is scrubbed, in every form, from every text that is logged or shown
+(app.inference.credentials).
 """
 
 from __future__ import annotations
 
 import base64
 import email.utils
+import errno
 import http.client
 import io
 import ipaddress
 import json
 import logging
 import os
+import select
 import socket
 import ssl
 import threading
 import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from app.core.cancel import CancelToken
-from app.core.errors import BackendUnavailableError, Cancelled, InputError, ServerError
+from app.core.errors import BackendUnavailableError, Cancelled, InputError, ServerError, SightlineError
 from app.core.types import AudioInput, Detail, ImageInput, JobRequest, Usage
 from app.inference.base import BackendCheck, Capabilities, ModelBackend
 from app.inference.credentials import Secret, redact
+from app.inference.phi4_local import _grid_for, image_token_count, pad_thin_image
 from app.inference.prompts import build_prompt
 
 log = logging.getLogger(__name__)
@@ -49,13 +59,17 @@ SPEECH_MODEL = "speech"
 CROP_SIDE = 448
 #: Phi-4-multimodal's audio encoder needs at least about 25 ms.
 MIN_AUDIO_SECONDS = 0.025
+#: The server's crop cap: `--mm-processor-kwargs '{"dynamic_hd":12}'` in `sightline server command`.
+SERVER_MAX_CROPS = 12
+#: An answer longer than this many characters per requested token is cut (a server ignoring max_tokens).
+CHARS_PER_TOKEN_CAP = 16
+MIN_CHAR_CAP = 4000
 
 NO_SERVER_REASON = "no server is set"
 INSECURE_HTTP_REASON = (
     "plain http to another computer is refused; use an https address, or allow insecure http in the settings"
 )
 
-_CANCEL_POLL_S = 0.02  # how often an exchange's watcher looks at the cancel token
 _MAX_LINE = 1 << 20  # one SSE line; vLLM's chunks are a few hundred bytes
 _MAX_ERROR_BODY = 64 * 1024
 _USER_AGENT = "Sightline"
@@ -126,6 +140,30 @@ class ServerAddress:
         return f"{self.scheme}://{host}:{self.port}{self.base_path}{endpoint}"
 
 
+#: (host, port) -> [(address family, socket address)], like socket.getaddrinfo. Tests inject one.
+Resolver = Callable[[str, int], list[tuple[int, tuple]]]
+
+
+def system_resolver(host: str, port: int) -> list[tuple[int, tuple]]:
+    """Every TCP address `host` resolves to, in the order the system prefers."""
+    found: list[tuple[int, tuple]] = []
+    for family, _type, _proto, _name, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        if family in (socket.AF_INET, socket.AF_INET6) and (family, sockaddr) not in found:
+            found.append((family, sockaddr))
+    return found
+
+
+def is_loopback_address(ip: str) -> bool:
+    """True for an address of this computer's loopback interface (127/8, ::1, ::ffff:127.x)."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
+
+
 def server_display_name(host: str | None) -> str:
     return f"the Sightline server at {host}" if host else "the Sightline server"
 
@@ -135,11 +173,22 @@ def server_display_name(host: str | None) -> str:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds. first_byte: until the first event of the answer (the server's prefill and queue)."""
+    """Seconds. Only text of the answer counts as progress; keep-alive comments and stray bytes do not.
+
+    first_byte: from sending the request until the first text of the answer (queue and prefill).
+    idle: the longest gap between two pieces of text. turn: the whole request, retries included.
+    """
 
     connect: float = 5.0
     first_byte: float = 45.0
-    idle: float = 20.0
+    idle: float = 30.0
+    turn: float = 300.0
+
+    @classmethod
+    def from_idle(cls, idle: float, turn: float = 300.0) -> Timeouts:
+        """The settings' form: one idle limit; the first text may take half as long again."""
+        idle = max(0.1, float(idle))
+        return cls(first_byte=idle * 1.5, idle=idle, turn=max(idle, float(turn)))
 
 
 @dataclass(frozen=True)
@@ -187,13 +236,44 @@ class StreamState:
 # ---------------------------------------------------------------- payload
 
 
-def fit_to_detail(width: int, height: int, max_crops: int) -> tuple[int, int]:
-    """The largest size, never larger than the original, whose 448-pixel tiles number <= max_crops."""
-    best = 0.0
-    for cols in range(1, max_crops + 1):
-        rows = max_crops // cols
-        best = max(best, min(1.0, CROP_SIDE * cols / width, CROP_SIDE * rows / height))
-    return max(1, round(width * best)), max(1, round(height * best))
+def _fitted_size(width: int, height: int, crops: int) -> tuple[int, int]:
+    """The size Phi-4-multimodal's processor scales an image to before padding it to its crop grid.
+
+    One side fills the grid exactly (a multiple of 448); the other is what the aspect leaves. The
+    image tokens follow from this size alone (padding is masked out), so two processors that reach
+    the same size make the same number of tokens.
+    """
+    cols, rows = _grid_for(width, height, crops, CROP_SIDE)
+    target_w, target_h = CROP_SIDE * cols, CROP_SIDE * rows
+    if target_w / width < target_h / height:
+        return target_w, max(1, int(height * target_w / width))
+    return max(1, int(width * target_h / height)), target_h
+
+
+def size_for_server(
+    width: int, height: int, crops: int, server_crops: int = SERVER_MAX_CROPS
+) -> tuple[int, int]:
+    """The size to send so the server makes as many image tokens as the local model with `crops`.
+
+    The server applies its own crop cap (dynamic_hd, 12 in `sightline server command`) to whatever
+    it receives. Sending the image already scaled to the local model's size makes the server pick the
+    same grid and the same size, hence the same tokens: a 1080p screen is 2,129 tokens at normal
+    detail and 753 at low, as on this computer. Detail beyond the server's cap cannot be had: high
+    detail becomes the server's cap. A small image that the processor scales up is sent as it is
+    where the server reaches the same size from it.
+    """
+    crops = max(1, min(int(crops), int(server_crops)))
+    wanted = _fitted_size(width, height, crops)
+    if wanted[0] <= width and wanted[1] <= height:
+        return wanted  # smaller: fewer bytes to send, and the server takes the size as it is
+    if _fitted_size(width, height, server_crops) == wanted:
+        return width, height  # the server scales it up to the same size itself
+    return wanted
+
+
+def server_image_tokens(width: int, height: int, server_crops: int = SERVER_MAX_CROPS) -> int:
+    """The image tokens the server makes of an image of this size (its processor's arithmetic)."""
+    return image_token_count(width, height, server_crops)
 
 
 @dataclass(frozen=True)
@@ -204,8 +284,14 @@ class EncodedImage:
     mime: str
 
 
-def encode_image(image: ImageInput, detail: Detail, fmt: str = "jpeg", quality: int = 90) -> EncodedImage:
-    """A data: URL of the image, downscaled to the detail level (never upscaled)."""
+def encode_image(
+    image: ImageInput,
+    detail: Detail,
+    fmt: str = "jpeg",
+    quality: int = 90,
+    server_crops: int = SERVER_MAX_CROPS,
+) -> EncodedImage:
+    """A data: URL of the image, sized so the server spends the local model's tokens on it."""
     from PIL import Image
 
     fmt = (fmt or "jpeg").lower()
@@ -214,7 +300,10 @@ def encode_image(image: ImageInput, detail: Detail, fmt: str = "jpeg", quality: 
     if fmt not in ("jpeg", "png"):
         log.warning("unknown server image format %r; sending JPEG", fmt)
         fmt = "jpeg"
-    width, height = fit_to_detail(image.width, image.height, detail.max_crops)
+    pixels = pad_thin_image(image.pixels)  # as the local model does; the processor refuses slivers
+    if pixels is not image.pixels:
+        image = ImageInput(pixels, image.source)
+    width, height = size_for_server(image.width, image.height, detail.max_crops, server_crops)
     pil = image.to_pil()
     if (width, height) != (image.width, image.height):
         # Bicubic: small text stays readable, and it is about a third faster than Lanczos on a 1080p screen.
@@ -264,6 +353,7 @@ def build_payload(
     *,
     image_format: str = "jpeg",
     jpeg_quality: int = 90,
+    server_crops: int = SERVER_MAX_CROPS,
 ) -> dict:
     """The chat-completions request body for one job (streaming, greedy, usage included)."""
     prompt = build_prompt(request)
@@ -273,7 +363,7 @@ def build_payload(
             messages.append({"role": turn.role, "content": turn.text})
     parts: list[dict] = []
     if request.image is not None:
-        encoded = encode_image(request.image, request.detail, image_format, jpeg_quality)
+        encoded = encode_image(request.image, request.detail, image_format, jpeg_quality, server_crops)
         parts.append({"type": "image_url", "image_url": {"url": encoded.data_url}})
     if request.audio is not None:
         wav = base64.b64encode(encode_wav(request.audio)).decode("ascii")
@@ -294,52 +384,126 @@ def build_payload(
 
 
 class _Exchange:
-    """One HTTP(S) connection for one request; a cancel shuts its socket at once.
+    """One request on one connection, and everything that may end it early.
 
-    The watcher thread only reads the cancel token and shuts the socket down; it never closes the
-    file descriptor, which stays the worker's. The worker's blocked read then returns (end of
-    stream or an error) and the worker raises Cancelled. Nothing else crosses the two threads.
+    - A cancel: the token's callback runs on the thread that cancels (usually the GUI thread) and
+      shuts the socket down there and then; the worker's blocked read or connect returns at once.
+    - A deadline: a monitor thread sleeps until the nearest one (the first text, the gap since the
+      last text, the whole turn) and shuts the socket down when it passes. The worker moves the
+      deadlines by noting each piece of text; the monitor rereads them when it wakes, so a token
+      costs no wake-up.
+    Shutting down never closes the file descriptor, which stays the worker's, and both happen under
+    one lock, so a late cancel cannot touch a descriptor that was already closed and reused.
+    `stopped` says why the socket was shut ("cancel", "first", "idle" or "turn").
     """
 
-    def __init__(self, conn: http.client.HTTPConnection, cancel: CancelToken):
-        self.conn = conn
+    def __init__(self, cancel: CancelToken, timeouts: Timeouts, turn_deadline: float):
+        self.conn: http.client.HTTPConnection | None = None
+        self.stopped: str | None = None
         self._cancel = cancel
-        self._done = threading.Event()
-        self._shut = False
-        self._watcher = threading.Thread(target=self._watch, name="sightline-remote-cancel", daemon=True)
+        self._timeouts = timeouts
+        self._turn_deadline = turn_deadline  # time.monotonic()
+        self._first_deadline: float | None = None
+        self._last_text: float | None = None
+        self._cond = threading.Condition()
+        self._sock: socket.socket | None = None
+        self._done = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._remove_callback: Callable[[], None] | None = None
+        self._monitor = threading.Thread(target=self._watch, name="sightline-remote-deadline", daemon=True)
 
     def __enter__(self) -> _Exchange:
-        self._watcher.start()
+        self._monitor.start()
+        self._remove_callback = self._cancel.add_callback(self._on_cancel)
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self._done.set()
-        self._watcher.join()
-        self.conn.close()
+        if self._remove_callback is not None:
+            self._remove_callback()
+        with self._cond:
+            self._done = True
+            self._sock = None
+            self._cond.notify_all()
+        self._monitor.join()
+        if self.conn is not None:
+            self.conn.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- the worker's side
+
+    def attach(self, sock: socket.socket) -> None:
+        """The socket a cancel or a deadline shuts (again after TLS wraps it)."""
+        with self._cond:
+            self._sock = sock
+            if self.stopped is not None:
+                self._shut_locked()
+
+    def request_sent(self) -> None:
+        """From now on the first text must come within first_byte seconds."""
+        with self._cond:
+            self._first_deadline = time.monotonic() + self._timeouts.first_byte
+            self._cond.notify_all()
+
+    def got_text(self) -> None:
+        self._last_text = time.monotonic()  # a float store; the monitor reads it when it wakes
+
+    @property
+    def wake_fd(self) -> socket.socket:
+        return self._wake_r
+
+    # -- the cancelling thread's and the monitor's side
+
+    def _on_cancel(self) -> None:
+        with self._cond:
+            if self.stopped is None:
+                self.stopped = "cancel"
+            self._shut_locked()
+            self._cond.notify_all()
+
+    def _shut_locked(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        sock = self._sock
+        if sock is None or self._done:
+            return
+        try:
+            # The plain socket's shutdown, also for TLS: SSLSocket.shutdown would drop the TLS
+            # object under the reading thread.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass  # not connected yet: the wake byte ends the connect instead
+
+    def _next_deadline(self) -> tuple[float, str]:
+        deadline, reason = self._turn_deadline, "turn"
+        if self._last_text is not None:
+            candidate, why = self._last_text + self._timeouts.idle, "idle"
+        elif self._first_deadline is not None:
+            candidate, why = self._first_deadline, "first"
+        else:
+            return deadline, reason
+        return (candidate, why) if candidate < deadline else (deadline, reason)
 
     def _watch(self) -> None:
-        while not self._done.wait(_CANCEL_POLL_S):
-            if not self._cancel.cancelled:
-                continue
-            sock = self.conn.sock  # None until connected: keep looking until it is there
-            if sock is not None:
-                try:
-                    # The plain socket's shutdown, also for TLS: SSLSocket.shutdown would drop the
-                    # TLS object under the reading thread.
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                self._shut = True
-                return
-
-    def set_timeout(self, seconds: float) -> None:
-        sock = self.conn.sock
-        if sock is not None:
-            sock.settimeout(seconds)
+        with self._cond:
+            while not self._done and self.stopped is None:
+                deadline, reason = self._next_deadline()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.stopped = reason
+                    self._shut_locked()
+                    return
+                self._cond.wait(left)
 
 
 class _Malformed(Exception):
     pass
+
+
+class _Stopped(Exception):
+    """The exchange's socket was shut by a cancel or a deadline (see _Exchange.stopped)."""
 
 
 # ---------------------------------------------------------------- the HTTP client
@@ -357,8 +521,12 @@ class ServerClient:
         token: Secret | str | None = None,
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
+        allow_insecure_http: bool = False,
+        resolver: Resolver | None = None,
     ):
         self.address = address
+        self.allow_insecure_http = allow_insecure_http
+        self.resolver = resolver or system_resolver
         self.ca_file = ca_file
         self.token_env = token_env
         self._fixed_token = Secret(token) if isinstance(token, str) else token
@@ -415,13 +583,102 @@ class ServerClient:
                 self._ssl_context = ctx
             return self._ssl_context
 
-    def _new_connection(self) -> http.client.HTTPConnection:
+    def _resolve(self) -> list[tuple[int, tuple]]:
+        """Every address of the server, checked: plain http goes only to this computer unless allowed."""
         a = self.address
-        if a.secure:
-            return http.client.HTTPSConnection(
-                a.host, a.port, timeout=self.timeouts.connect, context=self._context()
-            )
-        return http.client.HTTPConnection(a.host, a.port, timeout=self.timeouts.connect)
+        try:
+            found = self.resolver(a.host, a.port)
+        except (OSError, UnicodeError) as exc:
+            raise self._connect_error(
+                exc if isinstance(exc, OSError) else socket.gaierror(str(exc))
+            ) from None
+        if not found:
+            raise self._connect_error(socket.gaierror("no address"))
+        if not a.secure and not self.allow_insecure_http:
+            outside = [sockaddr[0] for _family, sockaddr in found if not is_loopback_address(sockaddr[0])]
+            if outside:
+                # Decided on the addresses, not the name: "evil.localhost" may resolve anywhere.
+                raise ServerError(
+                    _sentence(INSECURE_HTTP_REASON),
+                    detail=f"{a.host} resolves to {', '.join(outside)}, which is not this computer",
+                )
+        return found
+
+    def _open_socket(self, ex: _Exchange, cancel: CancelToken) -> None:
+        """Connect to one of the checked addresses (never by name again), then TLS; cancellable."""
+        a = self.address
+        found = self._resolve()
+        last: BaseException | None = None
+        sock: socket.socket | None = None
+        for family, sockaddr in found:
+            try:
+                sock = self._connect_to(ex, family, sockaddr)
+                break
+            except _Stopped:
+                raise
+            except OSError as exc:
+                last = exc
+        if sock is None:
+            raise self._connect_error(last or OSError("no address could be reached"))
+        try:
+            sock.settimeout(self.timeouts.connect)
+            if a.secure:
+                context = self._context()
+                tls = context.wrap_socket(sock, server_hostname=a.host, do_handshake_on_connect=False)
+                sock = tls
+                ex.attach(tls)
+                tls.do_handshake()
+            # Reads are ended by the exchange's deadlines and cancel; this is only a backstop.
+            sock.settimeout(self.timeouts.turn)
+        except ServerError:
+            sock.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - every way a handshake fails becomes a sentence
+            sock.close()
+            if ex.stopped:
+                raise _Stopped() from None
+            raise self._connect_error(exc) from None
+        if ex.stopped:
+            sock.close()
+            raise _Stopped()
+        conn_class = http.client.HTTPSConnection if a.secure else http.client.HTTPConnection
+        ex.conn = conn_class(a.host, a.port)
+        ex.conn.sock = sock  # already connected: http.client will not connect again
+
+    def _connect_to(self, ex: _Exchange, family: int, sockaddr: tuple) -> socket.socket:
+        """A non-blocking connect that a cancel (the exchange's wake socket) or the timeout ends."""
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            ex.attach(sock)
+            code = sock.connect_ex(sockaddr)
+            if code not in (
+                0,
+                errno.EINPROGRESS,
+                errno.EWOULDBLOCK,
+                errno.EAGAIN,
+                getattr(errno, "WSAEWOULDBLOCK", -1),
+            ):
+                raise OSError(code, os.strerror(code))
+            if code != 0:
+                _readable, writable, failed = select.select(
+                    [ex.wake_fd], [sock], [sock], self.timeouts.connect
+                )
+                if ex.stopped:
+                    raise _Stopped()
+                if not writable and not failed:
+                    raise TimeoutError("connect timed out")
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    raise (ConnectionRefusedError if code == errno.ECONNREFUSED else OSError)(
+                        code, os.strerror(code)
+                    )
+            sock.setblocking(True)
+            return sock
+        except BaseException:
+            sock.close()
+            raise
 
     def _headers(self, *, json_body: bool, stream: bool) -> dict[str, str]:
         headers = {"User-Agent": _USER_AGENT, "Accept": "text/event-stream" if stream else "application/json"}
@@ -434,13 +691,40 @@ class ServerClient:
 
     def _connect(self, ex: _Exchange, cancel: CancelToken) -> None:
         try:
-            ex.conn.connect()
+            self._open_socket(ex, cancel)
+        except _Stopped:
+            raise self._stopped_error(ex, started=False) from None
+        except (ServerError, Cancelled):
+            raise
         except Exception as exc:  # every way a connect fails becomes a sentence
             if cancel.cancelled:
                 raise Cancelled() from None
             raise self._connect_error(exc) from None
         if cancel.cancelled:
             raise Cancelled()
+
+    def _stopped_error(self, ex: _Exchange, *, started: bool) -> SightlineError:
+        """Why the exchange shut its socket, as the error the user hears."""
+        name = _sentence(self.display_name)[:-1]
+        kept = " What came before it is kept." if started else ""
+        if ex.stopped == "first":
+            return ServerError(
+                f"{name} did not start answering within {self.timeouts.first_byte:g} seconds. "
+                "It may be busy.",
+                detail="no text of the answer before the first-byte deadline",
+            )
+        if ex.stopped == "idle":
+            return ServerError(
+                f"{name} went quiet for {self.timeouts.idle:g} seconds partway through the answer.{kept}",
+                detail="no text of the answer within the idle limit",
+            )
+        if ex.stopped == "turn":
+            return ServerError(
+                f"{name} took longer than {self.timeouts.turn:g} seconds, "
+                f"so Sightline stopped the answer.{kept}",
+                detail="the turn's time limit passed",
+            )
+        return Cancelled()
 
     def _connect_error(self, exc: BaseException) -> ServerError:
         name = self.display_name
@@ -541,20 +825,21 @@ class ServerClient:
     def get_json(self, endpoint: str, cancel: CancelToken | None = None) -> object:
         """GET base_path + endpoint and parse the JSON answer."""
         cancel = cancel or CancelToken()
-        with _Exchange(self._new_connection(), cancel) as ex:
+        deadline = time.monotonic() + self.timeouts.turn
+        with _Exchange(cancel, self.timeouts, deadline) as ex:
             self._connect(ex, cancel)
-            ex.set_timeout(self.timeouts.first_byte)
             try:
                 ex.conn.request(
                     "GET",
                     self.address.base_path + endpoint,
                     headers=self._headers(json_body=False, stream=False),
                 )
+                ex.request_sent()
                 resp = ex.conn.getresponse()
                 raw = resp.read(8 * 1024 * 1024)
             except Exception as exc:  # noqa: BLE001
-                if cancel.cancelled:
-                    raise Cancelled() from None
+                if ex.stopped:
+                    raise self._stopped_error(ex, started=False) from None
                 raise self._read_error(exc, started=False, timeout_phase="first") from None
         if resp.status != 200:
             raise self._http_error(resp.status, raw, None)
@@ -567,27 +852,38 @@ class ServerClient:
             ) from None
 
     def stream_chat(
-        self, body: bytes, cancel: CancelToken, state: StreamState, *, model: str | None = None
+        self,
+        body: bytes,
+        cancel: CancelToken,
+        state: StreamState,
+        *,
+        model: str | None = None,
+        max_chars: int | None = None,
     ) -> Iterator[str]:
-        """POST /chat/completions with stream=true; yield the answer's text pieces in order."""
+        """POST /chat/completions with stream=true; yield the answer's text pieces in order.
+
+        The whole call, retries included, ends within timeouts.turn; the answer is cut after
+        `max_chars` characters.
+        """
         path = self.address.base_path + "/chat/completions"
+        turn_deadline = time.monotonic() + self.timeouts.turn
         attempt = 0
         while True:
             cancel.raise_if_cancelled()
             state.timings.attempts = attempt + 1
             retry_delay: float | None = None
-            with _Exchange(self._new_connection(), cancel) as ex:
+            with _Exchange(cancel, self.timeouts, turn_deadline) as ex:
                 self._connect(ex, cancel)
                 state.timings.connected = state.mark()
-                ex.set_timeout(self.timeouts.first_byte)
                 try:
                     ex.conn.request(
                         "POST", path, body=body, headers=self._headers(json_body=True, stream=True)
                     )
+                    ex.request_sent()
                     resp = ex.conn.getresponse()
                 except Exception as exc:  # noqa: BLE001
-                    if cancel.cancelled:
-                        raise Cancelled() from None
+                    if ex.stopped:
+                        raise self._stopped_error(ex, started=False) from None
                     raise self._read_error(exc, started=False, timeout_phase="first") from None
                 state.timings.headers = state.mark()
                 if resp.status in (429, 503) and attempt < self.retry.retries:
@@ -595,7 +891,7 @@ class ServerClient:
                     if retry_after is None or retry_after <= self.retry.max_retry_after:
                         retry_delay = self.retry.delay(attempt, retry_after)
                 if resp.status != 200 and retry_delay is None:
-                    raw = self._read_body(resp, cancel)
+                    raw = self._read_body(ex, resp)
                     error = self._http_error(resp.status, raw, model)
                     wait = _retry_after(resp.getheader("Retry-After"))
                     if resp.status in (429, 503) and wait is not None and wait > self.retry.max_retry_after:
@@ -606,34 +902,41 @@ class ServerClient:
                         )
                     raise error
                 if retry_delay is None:
-                    yield from self._read_stream(ex, resp, cancel, state)
+                    yield from self._read_stream(ex, resp, cancel, state, max_chars)
                     return
             log.info("%s is busy (HTTP %s); retrying in %.2f s", self.display_name, resp.status, retry_delay)
+            if retry_delay > turn_deadline - time.monotonic():
+                raise ServerError(f"{_sentence(self.display_name)[:-1]} is busy. Try again in a moment.")
             if cancel.wait(retry_delay):
                 raise Cancelled()
             attempt += 1
 
-    def _read_body(self, resp: http.client.HTTPResponse, cancel: CancelToken) -> bytes:
+    def _read_body(self, ex: _Exchange, resp: http.client.HTTPResponse) -> bytes:
         try:
             return resp.read(_MAX_ERROR_BODY)
         except Exception:  # noqa: BLE001 - the status already says what went wrong
-            if cancel.cancelled:
-                raise Cancelled() from None
+            if ex.stopped:
+                raise self._stopped_error(ex, started=False) from None
             return b""
 
     def _read_stream(
-        self, ex: _Exchange, resp: http.client.HTTPResponse, cancel: CancelToken, state: StreamState
+        self,
+        ex: _Exchange,
+        resp: http.client.HTTPResponse,
+        cancel: CancelToken,
+        state: StreamState,
+        max_chars: int | None,
     ) -> Iterator[str]:
         name = _sentence(self.display_name)[:-1]
         started = False  # some text was handed on
         first_event = True
         done = False
+        chars = 0
         try:
             for data in _sse_data(resp):
                 if first_event:
                     first_event = False
                     state.timings.first_event = state.mark()
-                    ex.set_timeout(self.timeouts.idle)
                 if data == "[DONE]":
                     done = True
                     break
@@ -653,8 +956,8 @@ class ServerClient:
                     raise ServerError(sentence, detail=f"error event: {message}")
                 usage = chunk.get("usage")
                 if isinstance(usage, dict):
-                    state.usage.tokens_in = int(usage.get("prompt_tokens") or 0)
-                    state.usage.tokens_out = int(usage.get("completion_tokens") or 0)
+                    state.usage.tokens_in = _int(usage.get("prompt_tokens"))
+                    state.usage.tokens_out = _int(usage.get("completion_tokens"))
                 choices = chunk.get("choices")
                 if choices is None:
                     continue
@@ -670,6 +973,17 @@ class ServerClient:
                     if isinstance(content, str) and content:
                         if cancel.cancelled:
                             raise Cancelled()
+                        ex.got_text()
+                        if max_chars is not None and chars + len(content) > max_chars:
+                            content = content[: max(0, max_chars - chars)]
+                            if content:
+                                yield content
+                            raise ServerError(
+                                f"{name} sent a far longer answer than Sightline asked for, so it was "
+                                "cut short. What came before is kept.",
+                                detail=f"the answer passed {max_chars} characters",
+                            )
+                        chars += len(content)
                         if not started:
                             started = True
                             state.timings.first_token = state.mark()
@@ -679,27 +993,34 @@ class ServerClient:
         except (ServerError, Cancelled):
             raise
         except _Malformed as exc:
-            if cancel.cancelled:
-                raise Cancelled() from None
+            if ex.stopped:
+                raise self._stopped_error(ex, started=started) from None
             kept = " What came before it is kept." if started else ""
             raise ServerError(
                 f"{name} sent part of the answer in a form Sightline could not read.{kept}",
                 detail=f"malformed stream: {exc}",
             ) from None
         except Exception as exc:  # noqa: BLE001 - socket, TLS and HTTP framing faults
-            if cancel.cancelled:
-                raise Cancelled() from None
+            if ex.stopped:
+                raise self._stopped_error(ex, started=started) from None
             raise self._read_error(
                 exc, started=started, timeout_phase="idle" if not first_event else "first"
             ) from None
-        if cancel.cancelled:
-            raise Cancelled()
+        if ex.stopped:
+            raise self._stopped_error(ex, started=started)
         if not done and state.finish_reason is None:
             where = "partway through the answer" if started else "before it answered"
             raise ServerError(
                 f"The connection to {self.display_name} was lost {where}.",
                 detail="the stream ended without [DONE]",
             )
+
+
+def _int(value: object) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 def _sse_data(resp: http.client.HTTPResponse) -> Iterator[str]:
@@ -792,8 +1113,11 @@ class OpenAICompatibleBackend(ModelBackend):
         base_model: str | None = None,
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
+        resolver: Resolver | None = None,
+        server_crops: int = SERVER_MAX_CROPS,
     ):
         super().__init__()
+        self.server_crops = max(1, int(server_crops))
         self.server_url = (server_url or "").strip()
         self.allow_insecure_http = allow_insecure_http
         self.image_format = image_format
@@ -818,6 +1142,8 @@ class OpenAICompatibleBackend(ModelBackend):
                 token=token,
                 timeouts=timeouts,
                 retry=retry,
+                allow_insecure_http=allow_insecure_http,
+                resolver=resolver,
             )
         self.ca_file = ca_file
         self.display_name = server_display_name(self.address.host if self.address else None)
@@ -832,6 +1158,10 @@ class OpenAICompatibleBackend(ModelBackend):
             image_format=settings.server_image_format,
             jpeg_quality=settings.server_jpeg_quality,
             base_model=getattr(settings, "server_base_model", "") or None,
+            timeouts=Timeouts.from_idle(
+                getattr(settings, "server_idle_timeout", Timeouts.idle),
+                getattr(settings, "server_turn_timeout", Timeouts.turn),
+            ),
         )
 
     @property
@@ -900,7 +1230,11 @@ class OpenAICompatibleBackend(ModelBackend):
         model = model_for(request, "") or self.base_model(cancel)
         self._last_model = model
         payload = build_payload(
-            request, model, image_format=self.image_format, jpeg_quality=self.jpeg_quality
+            request,
+            model,
+            image_format=self.image_format,
+            jpeg_quality=self.jpeg_quality,
+            server_crops=self.server_crops,
         )
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         state.timings.encode = state.mark()
@@ -913,7 +1247,8 @@ class OpenAICompatibleBackend(ModelBackend):
             modality,
             len(body),
         )
-        yield from client.stream_chat(body, cancel, state, model=model)
+        max_chars = max(MIN_CHAR_CAP, int(request.max_new_tokens) * CHARS_PER_TOKEN_CAP)
+        yield from client.stream_chat(body, cancel, state, model=model, max_chars=max_chars)
         state.timings.total = state.mark()
         log.info(
             "job %s: %s answered (%s tokens in, %s out, first text after %.2f s, finish %s)",

@@ -144,6 +144,26 @@ class Settings:
         maximum=100,
         advanced=True,
     )
+    server_idle_timeout: int = _s(
+        30,
+        "Server silence limit",
+        "Stop waiting when the server sends no words for this many seconds (the first: half as long again).",
+        "answers",
+        minimum=1,
+        maximum=600,
+        suffix=" seconds",
+        advanced=True,
+    )
+    server_turn_timeout: int = _s(
+        300,
+        "Server answer time limit",
+        "Stop an answer from the server that takes longer than this many seconds in all.",
+        "answers",
+        minimum=5,
+        maximum=3600,
+        suffix=" seconds",
+        advanced=True,
+    )
     # "low", "normal" or "high": how many image crops the model may use.
     detail: str = _s(
         "normal",

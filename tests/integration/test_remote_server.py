@@ -21,7 +21,7 @@ from app.inference.openai_compatible import (
     OpenAICompatibleBackend,
     RetryPolicy,
     Timeouts,
-    fit_to_detail,
+    size_for_server,
 )
 from app.inference.prompts import build_prompt
 from app.inference.server_tools import check_server
@@ -58,7 +58,7 @@ def _audio(seconds: float) -> AudioInput:
 def _expected(request: JobRequest, model: str) -> str:
     image = None
     if request.image is not None:
-        image = fit_to_detail(request.image.width, request.image.height, request.detail.max_crops)
+        image = size_for_server(request.image.width, request.image.height, request.detail.max_crops)
     audio = (len(request.audio.samples), 16_000, 1) if request.audio is not None else None
     return answer_for(model, build_prompt(request).user_text, image, audio)
 
@@ -145,7 +145,7 @@ def test_payload_image_and_audio_arrive_as_sent(server, detail, fmt, mime):
     )
     "".join(backend.generate(request, CancelToken()))
     (seen,) = server.chat_requests()
-    assert seen.image_size == fit_to_detail(1920, 1080, detail.max_crops)
+    assert seen.image_size == size_for_server(1920, 1080, detail.max_crops)
     assert seen.image_mime == mime
     assert seen.audio == (12_000, 16_000, 1)
     assert [m["role"] for m in seen.body["messages"]] == ["system", "user", "assistant", "user"]
