@@ -22,11 +22,13 @@ import base64
 import datetime as dt
 import hashlib
 import io
+import itertools
 import json
 import queue
 import select
 import socket
 import ssl
+import struct
 import threading
 import time
 import uuid
@@ -62,6 +64,27 @@ def answer_for(
     return " ".join(words)
 
 
+def token_echo_forms(token: str) -> dict[str, str]:
+    """The forms a leaky server or proxy may reflect a token in (what a redactor must catch)."""
+    from urllib.parse import quote
+
+    raw = token.encode()
+    return {
+        "exact": token,
+        "lower": token.lower(),
+        "upper": token.upper(),
+        "b64": base64.b64encode(raw).decode(),
+        "b64_bearer": base64.b64encode(b"Bearer " + raw).decode(),
+        "b64_basic": base64.b64encode(b"user:" + raw).decode(),
+        "b64url": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        "truncated": token[:10],
+        "tail": token[-9:],
+        "urlenc": quote(token, safe=""),
+        "hex": raw.hex(),
+        "spaced_case": token[2:12].swapcase(),
+    }
+
+
 def split_words(text: str) -> list[str]:
     """How the fake streams an answer: one event per word, the space kept with the word before."""
     parts = text.split(" ")
@@ -84,6 +107,50 @@ class Fault:
     drop_after: int | None = None  # close the connection after this many content events
     stall_after: int | None = None  # go quiet after this many content events until the client leaves
     echo_authorization: bool = False  # a leaky proxy: put the Authorization header in the error text
+    # The faulty servers (see FAULTY_SERVERS); each runs until the client leaves or the server stops.
+    keepalive_after: int | None = None  # after this many content events, SSE comments every 0.1 s forever
+    drip_after: int | None = None  # after this many content events, one byte every 0.05 s forever
+    forever: bool = False  # ignore max_tokens: content events as fast as the client reads them
+    reset_after: int | None = None  # after this many content events, a TCP reset (RST), not a close
+    huge_bytes: int = 0  # an answer of this many bytes of text, in 64 KiB content events
+    huge_line: bool = False  # with huge_bytes: all of it in one data line
+    echo_token_forms: bool = False  # reject with 401, echoing the token in many forms (body and headers)
+
+
+@dataclass(frozen=True)
+class FaultCase:
+    """A server that misbehaves, and what the user must hear: `sentence` is a fragment of it.
+
+    `partial`: whether some of the answer arrives (and is kept) before the fault. Run with small
+    limits (see FAULT_TIMEOUTS) so each case ends in a few seconds; `exit_code` is the CLI's.
+    """
+
+    name: str
+    fault: Fault
+    sentence: str
+    partial: bool
+    exit_code: int = 8
+
+
+FIFTY_MB = 50 * 1024 * 1024
+
+#: The faulty servers of the fault corpus, each with the sentence it must end in.
+FAULTY_SERVERS: tuple[FaultCase, ...] = (
+    FaultCase("stall after tokens", Fault(stall_after=3), "went quiet for", True),
+    FaultCase("keep-alive comments forever", Fault(keepalive_after=0), "did not start answering", False),
+    FaultCase("keep-alive comments after tokens", Fault(keepalive_after=3), "went quiet for", True),
+    FaultCase("byte drip", Fault(drip_after=3), "went quiet for", True),
+    FaultCase("byte drip from the start", Fault(drip_after=0), "did not start answering", False),
+    FaultCase("tokens forever", Fault(forever=True), "far longer answer", True),
+    FaultCase("slow tokens forever", Fault(forever=True, token_delay=0.02), "took longer than", True),
+    FaultCase("reset mid-stream", Fault(reset_after=3), "was lost partway", True),
+    FaultCase("50 MB answer", Fault(huge_bytes=FIFTY_MB), "far longer answer", True),
+    FaultCase("50 MB in one line", Fault(huge_bytes=FIFTY_MB, huge_line=True), "could not read", False),
+)
+
+#: (first text, idle, turn) seconds for FAULTY_SERVERS: "slow tokens forever" must pass the turn
+#: limit long before it sends the characters the length limit allows.
+FAULT_TIMEOUTS = (1.5, 1.0, 3.0)
 
 
 @dataclass
@@ -211,6 +278,17 @@ class _Handler(BaseHTTPRequestHandler):
                 if not data:
                     return True
 
+    def _echo_token_forms(self) -> None:
+        """A leaky proxy that reflects the bearer token in every form it can think of."""
+        header = self.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ")
+        forms = token_echo_forms(token)
+        message = "bad token " + " ".join(f"{k}={v}" for k, v in forms.items())
+        body = {"error": {"message": message, "code": 401}}
+        headers = {f"X-Echo-{k.title().replace('_', '-')}": v for k, v in forms.items() if v.isascii()}
+        headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{token}"'
+        self._send_json(401, body, headers)
+
     def _authorized(self) -> bool:
         token = self.server.fake.token
         if token is None:
@@ -249,6 +327,9 @@ class _Handler(BaseHTTPRequestHandler):
         fake._record(record)
         if fault.delay_headers and self._wait(fault.delay_headers):
             fake._disconnected()
+            return
+        if fault.echo_token_forms:
+            self._echo_token_forms()
             return
         if not self._authorized():
             message = "Unauthorized"
@@ -319,8 +400,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._event(chunk({"role": "assistant", "content": ""}))
         words = split_words(record.answer)
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or len(words)
+        if fault.huge_bytes:
+            self._huge(fault, chunk)
+            return
+        truncated = len(words) > max_tokens
+        if fault.forever:
+            words = itertools.cycle(words)
+            max_tokens = None
         sent = 0
-        for word in words[:max_tokens]:
+        for word in itertools.islice(words, max_tokens):
             if fault.error_after is not None and sent == fault.error_after:
                 err = {
                     "message": "EngineCore encountered an issue.",
@@ -344,12 +432,28 @@ class _Handler(BaseHTTPRequestHandler):
                 if self._wait(3600):
                     fake._disconnected()
                 return
+            if fault.keepalive_after is not None and sent == fault.keepalive_after:
+                while not self._wait(0.1):
+                    self._chunk(b": keep-alive\n\n")
+                fake._disconnected()
+                return
+            if fault.drip_after is not None and sent == fault.drip_after:
+                self._chunk(b'data: {"choices": [{"index": 0, "delta": {"content": "')
+                while not self._wait(0.05):
+                    self._chunk(b"a")  # one byte at a time: the event never ends
+                fake._disconnected()
+                return
+            if fault.reset_after is not None and sent == fault.reset_after:
+                # SO_LINGER with a zero timeout: close() sends a reset instead of a clean end.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                return
             if fault.token_delay and self._wait(fault.token_delay):
                 fake._disconnected()
                 return
             self._event(chunk({"content": word}))
             sent += 1
-        finish = "length" if len(words) > max_tokens else "stop"
+        finish = "length" if truncated else "stop"
         self._event(chunk({"content": ""}, finish))
         if include_usage:
             prompt_tokens = len(json.dumps(body)) // 4
@@ -369,6 +473,26 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             )
         fake._completed()  # before [DONE], so a client that has read [DONE] sees it counted
+        self._event("[DONE]")
+        self._chunk(b"")
+
+    def _huge(self, fault: Fault, chunk) -> None:
+        """An answer of fault.huge_bytes bytes: 64 KiB content events, or one endless data line."""
+        left = fault.huge_bytes
+        if fault.huge_line:
+            head = b'data: {"choices": [{"index": 0, "delta": {"content": "'
+            self._chunk(head)
+            while left > 0:
+                piece = min(left, 1 << 16)
+                self._chunk(b"x" * piece)
+                left -= piece
+            self._chunk(b'"}}]}\n\n')
+        else:
+            while left > 0:
+                piece = min(left, 1 << 16)
+                self._event(chunk({"content": "word " * (piece // 5)}))
+                left -= piece
+        self._event(chunk({"content": ""}, "stop"))
         self._event("[DONE]")
         self._chunk(b"")
 
