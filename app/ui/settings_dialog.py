@@ -5,6 +5,11 @@ control has its label as buddy, an accessible name and an accessible description
 sentence); Tab walks each page top to bottom, then OK, Cancel and Apply; Ctrl+Tab changes page;
 Enter accepts; Escape cancels.
 
+Voices are listed on a helper thread (a speech engine can take seconds to start) and fill the Voice
+box when they arrive, so the dialog opens at once; the box starts with "System default voice" and
+the voice chosen before. Apply sends the settings to the app (`applied`) and makes them the new
+starting point: Cancel afterwards closes without undoing what was applied.
+
 The Keys page lists every command of app.commands.registry with the key pressed after the prefix
 and an optional direct shortcut. Conflicts (two commands on one key, a chord that belongs to a
 screen reader or the system) are shown under the prefix and spoken through `announce`; errors keep
@@ -15,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -50,6 +56,28 @@ log = logging.getLogger(__name__)
 
 Announce = Callable[[str], None]
 
+DEFAULT_VOICE_LABEL = "System default voice"
+
+
+def _voice_items(voices) -> list[tuple[str, str]]:
+    """(stored id, shown name) for each voice; a voice may be a plain name or have .id and .name."""
+    items = []
+    for v in voices:
+        vid = str(getattr(v, "id", v))
+        name = str(getattr(v, "name", v) or vid)
+        language = str(getattr(v, "language", "") or "")
+        label = f"{name} ({language})" if language and language.lower() not in name.lower() else name
+        if vid:
+            items.append((vid, label))
+    return items
+
+
+class _VoiceRelay(QObject):
+    """Voice-listing thread -> GUI thread: the list arrives through this queued signal."""
+
+    loaded = Signal(object)
+
+
 # What each page holds: the tab's tooltip and accessible description.
 PAGE_HELP = {
     "answers": "Which engine answers, the model folder or server, detail and language.",
@@ -79,27 +107,31 @@ class _Field:
 class SettingsDialog(QDialog):
     """Edit a Settings. `result_settings()` (or `settings()`) gives the values in the controls.
 
-    voices: returns the names of the available voices (called once, when the dialog opens).
+    voices: returns the available voices, as names or objects with .id, .name and .language. It is
+    called once, on a helper thread, so a slow engine does not hold the dialog up.
     announce: speaks a sentence through the app's SpeechManager (conflicts, "Settings applied.").
     applied(Settings) is emitted when the user presses Apply with valid values.
+    voicesLoaded(int) is emitted once the voice list has arrived (with how many voices).
     """
 
     applied = Signal(object)
+    voicesLoaded = Signal(int)
 
     def __init__(
         self,
         settings: Settings,
         *,
-        voices: Callable[[], Sequence[str]] | None = None,
+        voices: Callable[[], Sequence] | None = None,
         announce: Announce | None = None,
         platform: str | None = None,
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
         self._initial = settings
+        self._first = settings
         self._announce = announce or (lambda sentence: None)
         self._platform = platform
-        self._voices = self._list_voices(voices)
+        self._voice_combo: QComboBox | None = None
         self._fields: dict[str, _Field] = {}
         self._key_edits: dict[str, QLineEdit] = {}
         self._chord_edits: dict[str, QLineEdit] = {}
@@ -151,18 +183,47 @@ class SettingsDialog(QDialog):
 
         self._update_conflicts(speak=False)
         self._size_to_text()
+        self._load_voices(voices)
+
+    # --- voices ---------------------------------------------------------------------------------
+
+    def _load_voices(self, voices: Callable[[], Sequence] | None) -> None:
+        if voices is None or self._voice_combo is None:
+            return
+        self._voice_relay = relay = _VoiceRelay(self)
+        relay.loaded.connect(self._fill_voices)
+
+        def run() -> None:  # voice-listing thread: hands the list over through the queued signal
+            try:
+                found = _voice_items(voices())
+            except Exception:  # a speech engine that fails to list voices must not stop the dialog
+                log.warning("could not list the voices", exc_info=True)
+                found = []
+            try:
+                relay.loaded.emit(found)
+            except RuntimeError:  # the dialog was closed and deleted meanwhile
+                pass
+
+        threading.Thread(target=run, name="sightline-voices", daemon=True).start()
+
+    def _fill_voices(self, items: list[tuple[str, str]]) -> None:
+        combo = self._voice_combo
+        if combo is None:
+            return
+        current = combo.currentData()
+        combo.blockSignals(True)
+        known = {combo.itemData(i) for i in range(combo.count())}
+        for vid, label in items:
+            if vid in known:
+                index = combo.findData(vid)
+                combo.setItemText(index, label)
+            else:
+                combo.addItem(label, vid)
+        combo.setCurrentIndex(max(combo.findData(current), 0))
+        combo.blockSignals(False)
+        self.voicesLoaded.emit(len(items))
 
     # --- building -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _list_voices(voices: Callable[[], Sequence[str]] | None) -> list[str]:
-        if voices is None:
-            return []
-        try:
-            return [str(v) for v in voices()]
-        except Exception:  # a speech engine that fails to list voices must not stop the dialog
-            log.warning("could not list the voices", exc_info=True)
-            return []
 
     def _size_to_text(self) -> None:
         """About 60 characters wide and 20 lines high at the chosen text size, within the screen."""
@@ -300,17 +361,26 @@ class SettingsDialog(QDialog):
             combo.setCurrentIndex(max(index, 0))
             _describe(combo, name, help_text)
             return _Field(f.name, combo, lambda: combo.currentData())
-        if info.widget == "voice" or info.suggestions:
+        if info.widget == "voice":
+            # A plain list: what is shown is what a screen reader says ("System default voice"),
+            # and the voices fill in when the engine has listed them (see _load_voices).
+            combo = self._combo()
+            combo.addItem(DEFAULT_VOICE_LABEL, "")
+            if value:
+                combo.addItem(str(value), str(value))
+            combo.setCurrentIndex(max(combo.findData(str(value)), 0))
+            _describe(combo, name, help_text)
+            self._voice_combo = combo
+            return _Field(f.name, combo, lambda: combo.currentData() or "")
+        if info.suggestions:
             combo = self._combo()
             combo.setEditable(True)
             combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-            options = list(self._voices) if info.widget == "voice" else list(info.suggestions)
+            options = list(info.suggestions)
             if value and value not in options:
                 options.insert(0, value)
             combo.addItems(options)
             combo.setCurrentText(str(value))
-            if info.widget == "voice":
-                combo.lineEdit().setPlaceholderText("System default voice")
             _describe(combo, name, help_text)
             combo.lineEdit().setAccessibleName(name)
             combo.lineEdit().setAccessibleDescription(help_text)
@@ -443,6 +513,7 @@ class SettingsDialog(QDialog):
         if new is None:
             return
         self._result = new
+        self._initial = new  # the new starting point: Cancel after Apply keeps what was applied
         self.applied.emit(new)
         self._announce("Settings applied.")
 
@@ -456,6 +527,10 @@ class SettingsDialog(QDialog):
     def reject(self) -> None:
         self._result = None
         super().reject()
+
+    def applied_settings(self) -> Settings | None:
+        """What Apply last sent to the app (None if Apply was not used)."""
+        return self._initial if self._initial is not self._first else None
 
     # --- for tests and the accessibility walk ----------------------------------------------------
 
@@ -487,7 +562,7 @@ class SettingsDialog(QDialog):
 def edit_settings(
     settings: Settings,
     *,
-    voices: Callable[[], Sequence[str]] | None = None,
+    voices: Callable[[], Sequence] | None = None,
     announce: Announce | None = None,
     on_apply: Callable[[Settings], None] | None = None,
     parent: QWidget | None = None,

@@ -11,7 +11,14 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QAccessible  # noqa: E402
-from PySide6.QtWidgets import QApplication, QDialog, QTabBar  # noqa: E402
+from PySide6.QtWidgets import (  # noqa: E402
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QDialog,
+    QLineEdit,
+    QTabBar,
+)
 
 from app.paths import repo_root  # noqa: E402
 from app.settings.schema import GROUPS, Settings  # noqa: E402
@@ -183,10 +190,13 @@ def test_choices_are_offered_in_words_and_stored_as_values(qtbot, dialog):
     assert texts == ["Sightline's own voice", "My screen reader", "Text only"]
     mode.setCurrentIndex(1)
     voice = dialog.control("voice")
-    assert [voice.itemText(i) for i in range(voice.count())] == ["Alice", "Bob"]
-    voice.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: voice.count() == 3, timeout=5000)  # the voices arrive from their thread
+    assert [voice.itemText(i) for i in range(voice.count())] == ["System default voice", "Alice", "Bob"]
+    voice.setCurrentIndex(2)
     new = dialog.settings()
     assert (new.output_mode, new.voice) == ("screen_reader", "Bob")
+    voice.setCurrentIndex(0)
+    assert dialog.settings().voice == ""  # the system's default voice is stored as empty
 
 
 def test_rebinding_with_a_conflict_is_spoken_and_blocks_ok(qtbot, dialog, spoken):
@@ -255,3 +265,79 @@ def test_screenshots_at_large_text_sizes(qtbot, size, contrast):
             paths.append(_save(d, f"settings_dialog_{tag}_{group}.png"))
     for path in paths:
         assert path.stat().st_size > 10_000
+
+
+def test_the_voice_box_says_what_it_shows(qtbot, dialog):
+    """A screen reader hears "System default voice", the text shown, not the first voice listed."""
+    voice = dialog.control("voice")
+    qtbot.waitUntil(lambda: voice.count() == 3, timeout=5000)
+    assert not voice.isEditable()  # an editable box exposed the first list item, not its text
+    iface = QAccessible.queryAccessibleInterface(voice)
+    assert voice.currentText() == "System default voice"
+    assert iface.text(QAccessible.Text.Value) == "System default voice"
+    # On Linux Qt gives a combo box's text as its name and its label through a relation.
+    assert iface.text(QAccessible.Text.Name) in ("Voice", "System default voice")
+    labels = [
+        rel[0].text(QAccessible.Text.Name)
+        for rel in iface.relations(QAccessible.RelationFlag.Label)
+        if rel[0] is not None
+    ]
+    assert any(label.startswith("Voice") for label in labels), labels
+    voice.setCurrentIndex(voice.findText("Bob"))
+    assert iface.text(QAccessible.Text.Value) == "Bob"
+
+
+def test_a_slow_voice_list_does_not_hold_the_dialog_up(qtbot):
+    """Settings opens in well under half a second while the speech engine takes its time."""
+    import threading
+    import time
+
+    release = threading.Event()
+
+    def slow_voices():
+        release.wait(10)  # an engine that takes seconds to start
+        return ["Alice", "Bob"]
+
+    started = time.perf_counter()
+    d = SettingsDialog(Settings(voice="Bob"), voices=slow_voices)
+    qtbot.addWidget(d)
+    d.show()
+    qtbot.waitExposed(d)
+    opened = time.perf_counter() - started
+    voice = d.control("voice")
+    assert voice.currentText() == "Bob"  # the chosen voice is there from the start
+    assert opened < 0.5, f"the dialog took {opened:.2f} s to open"
+    with qtbot.waitSignal(d.voicesLoaded, timeout=5000):
+        release.set()
+    assert [voice.itemText(i) for i in range(voice.count())] == ["System default voice", "Bob", "Alice"]
+    assert voice.currentText() == "Bob" and d.settings().voice == "Bob"
+
+
+def test_cancel_after_apply_keeps_what_was_applied(qtbot):
+    applied = []
+    d = SettingsDialog(Settings(), announce=lambda s: None)
+    qtbot.addWidget(d)
+    d.applied.connect(applied.append)
+    d.show()
+    d.control("high_contrast").setChecked(True)
+    d.buttons.button(d.buttons.StandardButton.Apply).click()
+    d.reject()
+    assert len(applied) == 1 and applied[0].high_contrast is True
+    assert d.result_settings() is None  # nothing more to save after Cancel
+    assert d.applied_settings() == applied[0]
+
+
+def test_title_and_empty_text_fields_are_named_and_described(dialog):
+    iface = QAccessible.queryAccessibleInterface(dialog)
+    assert iface.role() == QAccessible.Role.Dialog
+    assert iface.text(QAccessible.Text.Name) == dialog.windowTitle() == "Sightline settings"
+    assert iface.text(QAccessible.Text.Description)
+    empty = [e for e in dialog.findChildren(QLineEdit) if not e.text() and e.isVisibleTo(dialog)]
+    assert empty  # the model folder, the server address, the direct shortcuts...
+    for edit in empty:
+        if isinstance(edit.parent(), QComboBox | QAbstractSpinBox):
+            continue
+        field = QAccessible.queryAccessibleInterface(edit)
+        assert field.role() == QAccessible.Role.EditableText
+        assert field.text(QAccessible.Text.Name), edit.objectName()
+        assert field.text(QAccessible.Text.Description), field.text(QAccessible.Text.Name)
