@@ -523,22 +523,32 @@ class SightlineApp(QObject):
         self.window.show_history()
 
     def cmd_settings(self) -> None:
-        from app.settings.store import save_settings
-        from app.speech.drivers import list_voices
         from app.ui.settings_dialog import edit_settings
 
-        def voices():
-            try:
-                return [v.name for v in list_voices(self.speech.driver_name)]
-            except Exception:
-                return []
+        driver = self.speech.driver
 
-        new = edit_settings(self.settings, voices=voices, announce=lambda t: self.say(t, Priority.NOW))
+        def voices():  # runs on the dialog's voice-listing thread; the driver's list is thread-safe
+            cached = getattr(self, "_voices_cache", None)
+            if cached is None or cached[0] is not driver:
+                cached = self._voices_cache = (driver, list(driver.list_voices()))
+            return cached[1]
+
+        new = edit_settings(
+            self.settings,
+            voices=voices,
+            announce=lambda t: self.say(t, Priority.NOW),
+            on_apply=self._save_and_apply,  # Apply reaches the app at once; Cancel later keeps it
+        )
         if new is None or new == self.settings:
             return
+        self._save_and_apply(new)
+        self.say("Settings saved.", Priority.NOW)
+
+    def _save_and_apply(self, new: Settings) -> None:
+        from app.settings.store import save_settings
+
         save_settings(new)
         self.apply_settings(new)
-        self.say("Settings saved.", Priority.NOW)
 
     def apply_settings(self, new: Settings) -> None:
         from app.speech.drivers.base import VoiceSettings
