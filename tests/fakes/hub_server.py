@@ -5,8 +5,9 @@ It answers what huggingface_hub and Sightline's downloader ask for:
   GET  /api/models/{repo}/tree/{rev}[?recursive=]  -> [{type, path, size, oid, lfs?}]
   HEAD/GET /{repo}/resolve/{rev}/{path}            -> X-Repo-Commit, ETag, true Content-Length,
                                                       Range -> 206 + Content-Range
-Knobs: cut a file's body after N bytes (an interrupted connection), be down (drop every
-connection), and a log of every request with the bytes it was sent.
+Knobs: cut a file's body after N bytes (an interrupted connection), corrupt a file in transit
+(same size, one byte changed), be down (drop every connection), publish a new commit and move the
+named revisions to it (add_commit), and a log of every request with the bytes it was sent.
 
 Also here: tiny safetensors writers and model-folder builders (native and remote-code layouts)
 for tests that need a folder without torch.
@@ -87,21 +88,46 @@ class FakeHub:
     ) -> None:
         self.folder = Path(folder)
         self.repo_id = repo_id
-        self.entries = _scan(self.folder)
-        listing = "\n".join(f"{e.path} {e.blob_id}" for e in self.entries.values())
-        self.sha = hashlib.sha1(listing.encode()).hexdigest()
-        self.revisions = {name: self.sha for name in revisions}
-        self.revisions[self.sha] = self.sha
+        #: every commit served: sha -> (folder, entries); the first one is also self.sha/entries
+        self.commits: dict[str, tuple[Path, dict[str, _Entry]]] = {}
+        self.revisions: dict[str, str] = {}
+        self.sha = self.add_commit(self.folder, move=revisions)
+        self.entries = self.commits[self.sha][1]
         self.max_lifetime_s = max_lifetime_s
         self.down = False
         self.requests: list[RequestRecord] = []
         self._cuts: dict[str, list[int]] = {}  # path -> [bytes to send before cutting, times left]
+        self._corrupt: dict[str, int] = {}  # path -> GETs left that are corrupted in transit
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._timer: threading.Timer | None = None
 
     # -- knobs --------------------------------------------------------------------------------
+
+    def add_commit(self, folder: Path, *, move: tuple[str, ...] = ("main", "refs/pr/70")) -> str:
+        """Serve `folder` as a commit of its own and point the named revisions at it; returns its sha."""
+        entries = _scan(Path(folder))
+        listing = "\n".join(f"{e.path} {e.blob_id}" for e in entries.values())
+        sha = hashlib.sha1(listing.encode()).hexdigest()
+        self.commits[sha] = (Path(folder), entries)
+        self.revisions[sha] = sha
+        for name in move:
+            self.revisions[name] = sha
+        return sha
+
+    def corrupt(self, path: str, times: int = 1) -> None:
+        """The next `times` GETs of `path` send a same-size body with one byte changed."""
+        with self._lock:
+            self._corrupt[path] = times
+
+    def _take_corrupt(self, path: str) -> bool:
+        with self._lock:
+            left = self._corrupt.get(path, 0)
+            if left <= 0:
+                return False
+            self._corrupt[path] = left - 1
+            return True
 
     def cut_after(self, path: str, nbytes: int, times: int = 1) -> None:
         """The next `times` GETs of `path` send `nbytes` of body, then drop the connection."""
@@ -120,8 +146,8 @@ class FakeHub:
         with self._lock:
             self.requests.append(rec)
 
-    def file_requests(self, path: str, method: str = "GET") -> list[RequestRecord]:
-        suffix = f"/resolve/{self.sha}/{path}"
+    def file_requests(self, path: str, method: str = "GET", *, sha: str | None = None) -> list[RequestRecord]:
+        suffix = f"/resolve/{sha or self.sha}/{path}"
         with self._lock:
             return [r for r in self.requests if r.method == method and r.path.endswith(suffix)]
 
@@ -215,13 +241,14 @@ class _Handler(BaseHTTPRequestHandler):
             rev = unquote(m.group(2))
             if rev not in hub.revisions:
                 return self._send_json(404, {"error": "Invalid rev id"}, error_code="RevisionNotFound")
-            siblings = [{"rfilename": e.path} for e in hub.entries.values()]
+            sha = hub.revisions[rev]
+            siblings = [{"rfilename": e.path} for e in hub.commits[sha][1].values()]
             return self._send_json(
                 200,
                 {
                     "id": hub.repo_id,
                     "modelId": hub.repo_id,
-                    "sha": hub.sha,
+                    "sha": sha,
                     "private": False,
                     "siblings": siblings,
                 },
@@ -229,21 +256,22 @@ class _Handler(BaseHTTPRequestHandler):
         # the revision and the sub-path arrive percent-encoded (refs%2Fpr%2F70)
         m = re.fullmatch(rf"/api/models/{repo}/tree/([^/]+)(/[^/]+)?", raw_path)
         if m:
-            if unquote(m.group(1)) not in hub.revisions:
+            rev = unquote(m.group(1))
+            if rev not in hub.revisions:
                 return self._send_json(404, {"error": "Invalid rev id"}, error_code="RevisionNotFound")
             under = unquote(m.group(2) or "").strip("/")
             recursive = re.search(r"recursive=(true|True|1)", self.path) is not None
-            return self._send_json(200, self._tree(under, recursive))
+            return self._send_json(200, self._tree(hub.commits[hub.revisions[rev]][1], under, recursive))
         m = re.fullmatch(rf"/{repo}/resolve/([^/]+)/(.+)", unquote(raw_path))
         if m:
             return self._resolve(m.group(1), m.group(2))
         return self._send_json(404, {"error": "not found"})
 
-    def _tree(self, under: str, recursive: bool) -> list[dict]:
+    def _tree(self, entries: dict[str, _Entry], under: str, recursive: bool) -> list[dict]:
         out: list[dict] = []
         dirs: set[str] = set()
         prefix = f"{under}/" if under else ""
-        for e in self.hub.entries.values():
+        for e in entries.values():
             if not e.path.startswith(prefix):
                 continue
             rest = e.path[len(prefix) :]
@@ -267,10 +295,12 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.hub
         if rev not in hub.revisions:
             return self._send_json(404, {"error": "Invalid rev id"}, error_code="RevisionNotFound")
-        entry = hub.entries.get(path)
+        sha = hub.revisions[rev]
+        folder, entries = hub.commits[sha]
+        entry = entries.get(path)
         if entry is None:
             return self._send_json(404, {"error": "Entry not found"}, error_code="EntryNotFound")
-        data = (hub.folder / path).read_bytes()
+        data = (folder / path).read_bytes()
         start, end = 0, len(data) - 1
         status = 200
         range_header = self.headers.get("Range")
@@ -291,7 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
-        self.send_header("X-Repo-Commit", hub.sha)
+        self.send_header("X-Repo-Commit", sha)
         etag = entry.sha256 if entry.lfs else entry.blob_id
         self.send_header("ETag", f'"{etag}"')
         if entry.lfs:
@@ -303,6 +333,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             hub.record(RequestRecord("HEAD", self._path(), range_header, status, 0))
             return
+        if body and hub._take_corrupt(path):
+            middle = len(body) // 2  # same size, one byte changed: only a hash can tell
+            body = body[:middle] + bytes([body[middle] ^ 0x20]) + body[middle + 1 :]
         cut = hub._take_cut(path)
         if cut is not None and cut < len(body):
             self.wfile.write(body[:cut])
