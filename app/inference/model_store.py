@@ -1122,8 +1122,11 @@ class _Download:
         return shards
 
     def run(self) -> None:
-        # small files first (config.json first of all), the weights last
-        order = sorted(self.files, key=lambda f: (f.path != "config.json", f.size, f.path))
+        # config.json first, then what was already fetched to choose the shards (the index),
+        # then the small files, the weights last
+        order = sorted(
+            self.files, key=lambda f: (f.path != "config.json", f.path not in self.prefetched, f.size, f.path)
+        )
         self.resumed_bytes = sum(min(self.partial_size(rf), rf.size) for rf in order)
         self.save_marker()
         for rf in order:
