@@ -11,6 +11,16 @@ in the engine's known faults:
   thread does not interrupt: say() and stop() are never used.
 A hanging engine is caught by the caller's watchdog; the driver then reports itself broken and the
 manager moves on. The engine thread is a daemon because a hung native call cannot be cancelled.
+
+One engine thread per process (per pyttsx3 driver name), shared by every Pyttsx3Driver: pyttsx3.init()
+hands the same engine to every caller, and eSpeak's synthesis state (one callback, one buffer) is
+global to the process. Two drivers rendering from two threads, as when the app builds a new
+speech manager while the old one still speaks, or lists voices while speaking, interleaved in
+that shared state: one render cleared the other's buffer just before it was saved, which left a
+WAV header with no samples ("wrote no usable file (44 bytes)"), and the reader then waited out
+its full file timeout in silence. Now requests from all drivers queue for the one thread, and an
+empty file is rendered once more at once and otherwise reported at once, so the manager falls
+back to the next driver without a silent wait.
 """
 
 from __future__ import annotations
@@ -39,52 +49,37 @@ class _Pyttsx3Clip(Clip):
     error: str | None = None
 
 
-class Pyttsx3Driver(BufferDriver):
-    name = "pyttsx3"
-    label = "system voice (pyttsx3)"
+class _EmptyRender(RuntimeError):
+    """The engine finished the utterance but its file holds no samples."""
 
-    def __init__(self, driver_name: str | None = None, player=None, synth_timeout: float | None = None):
-        kwargs = {} if synth_timeout is None else {"synth_timeout": synth_timeout}
-        super().__init__(player=player, **kwargs)
-        self._driver_name = driver_name
+
+class _EngineHost:
+    """The one thread that owns a pyttsx3 engine; every request reaches it through `requests`."""
+
+    def __init__(self, driver_name: str | None) -> None:
+        self.driver_name = driver_name
         # Any thread -> engine thread: requests travel through this queue.
-        self._requests: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self._init_error: str | None = None
-        self._ready = threading.Event()
-        self._voices: list[Voice] | None = None
+        self.requests: queue.Queue = queue.Queue()
+        self.ready = threading.Event()
+        self.init_error: str | None = None
+        self.users = 0
+        self.thread = threading.Thread(target=self._loop, name="sightline-pyttsx3", daemon=True)
+        self.thread.start()
 
-    # -- engine thread -----------------------------------------------------------------------
-
-    def _ensure_thread(self) -> None:
-        with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._engine_loop, name="sightline-pyttsx3", daemon=True
-                )
-                self._thread.start()
-        if not self._ready.wait(self.synth_timeout):
-            self.mark_broken(f"the engine did not start within {self.synth_timeout:.1f} s")
-        if self._init_error:
-            raise SpeechDriverError(detail=f"pyttsx3: {self._init_error}")
-        if self._broken:
-            raise SpeechDriverError(detail=f"pyttsx3: {self._broken}")
-
-    def _engine_loop(self) -> None:
+    def _loop(self) -> None:
         try:
             import pyttsx3
 
-            engine = pyttsx3.init(self._driver_name) if self._driver_name else pyttsx3.init()
+            engine = pyttsx3.init(self.driver_name) if self.driver_name else pyttsx3.init()
         except Exception as exc:  # no engine on this system
-            self._init_error = f"no engine ({exc.__class__.__name__}: {exc})"
-            self._ready.set()
+            self.init_error = f"no engine ({exc.__class__.__name__}: {exc})"
+            self.ready.set()
             return
         finished = threading.Event()
         engine.connect("finished-utterance", lambda name=None, completed=True: finished.set())
-        self._ready.set()
+        self.ready.set()
         while True:
-            request = self._requests.get()
+            request = self.requests.get()
             if request is None:
                 break
             kind, payload, reply = request
@@ -95,7 +90,11 @@ class Pyttsx3Driver(BufferDriver):
                         for v in engine.getProperty("voices")
                     ]
                 else:
-                    result = self._render(engine, finished, *payload)
+                    try:
+                        result = _render(engine, finished, *payload)
+                    except _EmptyRender:
+                        log.info("pyttsx3 wrote an empty file; rendering once more")
+                        result = _render(engine, finished, *payload)
                 # Engine thread -> caller: the answer goes back through the caller's queue.
                 reply.put(("ok", result))
             except Exception as exc:
@@ -103,33 +102,68 @@ class Pyttsx3Driver(BufferDriver):
         with contextlib.suppress(Exception):
             engine.stop()
 
-    @staticmethod
-    def _render(engine, finished: threading.Event, text: str, settings: VoiceSettings):
-        engine.setProperty("rate", settings.rate_wpm)
-        engine.setProperty("volume", settings.volume)
-        if settings.voice:
-            engine.setProperty("voice", settings.voice)
-        fd, name = tempfile.mkstemp(prefix="sightline-tts-", suffix=".wav")
-        os.close(fd)
-        path = Path(name)
-        try:
-            path.unlink()  # a fresh name the engine creates; an old file never passes for a new one
-            finished.clear()
-            # The espeak backend prints a line per saved file; keep it off the CLI's stdout.
-            with contextlib.redirect_stdout(io.StringIO()):
-                engine.save_to_file(text, str(path))
-                engine.runAndWait()
-            if not finished.wait(_FILE_WAIT):
-                raise RuntimeError("finished-utterance never came")
-            return _read_complete_wav(path)
-        finally:
-            with contextlib.suppress(OSError):
-                path.unlink()
+
+_hosts: dict[str | None, _EngineHost] = {}
+_hosts_lock = threading.Lock()
+
+
+def _render(engine, finished: threading.Event, text: str, settings: VoiceSettings):
+    engine.setProperty("rate", settings.rate_wpm)
+    engine.setProperty("volume", settings.volume)
+    if settings.voice:
+        engine.setProperty("voice", settings.voice)
+    fd, name = tempfile.mkstemp(prefix="sightline-tts-", suffix=".wav")
+    os.close(fd)
+    path = Path(name)
+    try:
+        path.unlink()  # a fresh name the engine creates; an old file never passes for a new one
+        finished.clear()
+        # The espeak backend prints a line per saved file; keep it off the CLI's stdout.
+        with contextlib.redirect_stdout(io.StringIO()):
+            engine.save_to_file(text, str(path))
+            engine.runAndWait()
+        if not finished.wait(_FILE_WAIT):
+            raise RuntimeError("finished-utterance never came")
+        return _read_complete_wav(path)
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+class Pyttsx3Driver(BufferDriver):
+    name = "pyttsx3"
+    label = "system voice (pyttsx3)"
+
+    def __init__(self, driver_name: str | None = None, player=None, synth_timeout: float | None = None):
+        kwargs = {} if synth_timeout is None else {"synth_timeout": synth_timeout}
+        super().__init__(player=player, **kwargs)
+        self._driver_name = driver_name
+        self._host: _EngineHost | None = None
+        self._voices: list[Voice] | None = None
+
+    # -- engine thread -----------------------------------------------------------------------
+
+    def _ensure_thread(self) -> _EngineHost:
+        with _hosts_lock:
+            if self._host is None:
+                host = _hosts.get(self._driver_name)
+                if host is None or not host.thread.is_alive():
+                    host = _hosts[self._driver_name] = _EngineHost(self._driver_name)
+                host.users += 1
+                self._host = host
+            host = self._host
+        if not host.ready.wait(self.synth_timeout):
+            self.mark_broken(f"the engine did not start within {self.synth_timeout:.1f} s")
+        if host.init_error:
+            raise SpeechDriverError(detail=f"pyttsx3: {host.init_error}")
+        if self._broken:
+            raise SpeechDriverError(detail=f"pyttsx3: {self._broken}")
+        return host
 
     def _call(self, kind: str, payload, timeout: float):
-        self._ensure_thread()
+        host = self._ensure_thread()
         reply: queue.Queue = queue.Queue(maxsize=1)
-        self._requests.put((kind, payload, reply))
+        host.requests.put((kind, payload, reply))
         try:
             status, result = reply.get(timeout=timeout)
         except queue.Empty:
@@ -152,7 +186,8 @@ class Pyttsx3Driver(BufferDriver):
         try:
             self._ensure_thread()
         except SpeechDriverError as exc:
-            return False, self._init_error or self._broken or exc.detail or str(exc)
+            init_error = self._host.init_error if self._host is not None else None
+            return False, init_error or self._broken or exc.detail or str(exc)
         return True, "engine ready"
 
     def list_voices(self) -> list[Voice]:
@@ -166,9 +201,9 @@ class Pyttsx3Driver(BufferDriver):
 
     def start_synthesis(self, text: str, settings: VoiceSettings, cancel: threading.Event) -> Clip:
         clip = _Pyttsx3Clip(volume=1.0)
-        self._ensure_thread()
+        host = self._ensure_thread()
         reply: queue.Queue = queue.Queue(maxsize=1)
-        self._requests.put(("render", (text, settings), reply))
+        host.requests.put(("render", (text, settings), reply))
         waiter = threading.Thread(
             target=self._deliver, args=(reply, clip), name="sightline-pyttsx3-reply", daemon=True
         )
@@ -195,9 +230,18 @@ class Pyttsx3Driver(BufferDriver):
         return self._call("render", (text, settings.clamped()), self.synth_timeout + len(text) / 50.0)
 
     def close(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            self._requests.put(None)
-            self._thread.join(timeout=2)
+        """Lets go of the shared engine thread; the last driver to close stops it."""
+        with _hosts_lock:
+            host, self._host = self._host, None
+            if host is None:
+                return
+            host.users -= 1
+            last = host.users <= 0
+            if last and _hosts.get(self._driver_name) is host:
+                del _hosts[self._driver_name]
+        if last and host.thread.is_alive():
+            host.requests.put(None)
+            host.thread.join(timeout=2)
 
 
 def _language(voice) -> str:
@@ -208,6 +252,17 @@ def _language(voice) -> str:
             lang = lang.decode("ascii", "ignore").lstrip("\x05").strip("\x00")
         return str(lang)
     return ""
+
+
+def _header_frames(path: Path) -> int | None:
+    """The number of frames a WAV header announces, or None if there is no readable header."""
+    import wave
+
+    try:
+        with wave.open(str(path), "rb") as wav:
+            return wav.getnframes()
+    except (OSError, EOFError, wave.Error):
+        return None
 
 
 def _header_says_complete(path: Path, size: int) -> bool:
@@ -231,6 +286,9 @@ def _read_complete_wav(path: Path) -> tuple[np.ndarray, int]:
         size = path.stat().st_size if path.exists() else -1
         if size > 44 and (size == last or _header_says_complete(path, size)):
             break
+        if size == last and _header_frames(path) == 0:
+            # A finished utterance whose file holds a header and no samples: nothing will follow.
+            raise _EmptyRender(f"the engine wrote no usable file ({size} bytes)")
         if time.monotonic() > deadline:
             raise RuntimeError(f"the engine wrote no usable file ({size} bytes)")
         last = size
