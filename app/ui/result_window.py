@@ -11,7 +11,8 @@ user asked for the window itself.
 Keyboard: Tab / Shift+Tab go through history, answer, question, Ask, Copy and Stop; F6 / Shift+F6
 jump between the areas (answer, question, buttons, history); Ctrl+C in the answer copies the
 selection or, with nothing selected, the whole answer; Enter in the question box asks; Escape hides
-the window; Alt plus the underlined letter reaches each labelled control.
+the window; Alt plus the underlined letter reaches each labelled control; Ctrl+Down and Ctrl+Up in
+the answer move to the next and previous paragraph (the screen reader reads it).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from app.ui.theme import DEFAULT_FONT_PT, apply_theme
 
 WINDOW_TITLE = "Sightline answers"
 MAX_HISTORY = 50
+PROBLEM_TITLE = "Problem"  # the title of a failure that happened before any request began
 
 
 @dataclass
@@ -55,8 +57,14 @@ class AnswerRecord:
     @property
     def label(self) -> str:
         # Title first: a screen reader moving through the list hears what each answer was about.
-        suffix = ", problem" if self.error else ""
-        return f"{self.title}, {self.started:%H:%M}{suffix}"
+        # A failure says its sentence: "Describe the camera view, 07:10, failed: The camera is busy."
+        # A failure before any request began has no title of its own: its sentence is the title.
+        when = f"{self.started:%H:%M}"
+        if not self.error:
+            return f"{self.title}, {when}"
+        if self.title == PROBLEM_TITLE:
+            return f"{self.error.rstrip('.')}, {when}"
+        return f"{self.title}, {when}, failed: {self.error}"
 
     @property
     def shown_text(self) -> str:
@@ -99,9 +107,40 @@ class AnswerView(QPlainTextEdit):
         caret.setKeepPositionOnInsert(True)
         self.setTextCursor(caret)
 
+    def move_paragraph(self, step: int) -> bool:
+        """Puts the caret at the start of the next (+1) or previous (-1) paragraph, skipping blank
+        lines, so a screen reader reads that paragraph. False at either end (the caret stays)."""
+        block = self.textCursor().block()
+        if step < 0:
+            # From inside a paragraph, "previous" first means the start of the paragraph before.
+            block = block.previous()
+            while block.isValid() and not block.text().strip():
+                block = block.previous()
+            while block.isValid() and block.previous().isValid() and block.previous().text().strip():
+                block = block.previous()
+        else:
+            while block.isValid() and block.text().strip():  # to the end of this paragraph
+                block = block.next()
+            while block.isValid() and not block.text().strip():
+                block = block.next()
+        if not block.isValid():
+            return False
+        caret = self.textCursor()
+        caret.setPosition(block.position())
+        self.setTextCursor(caret)
+        self.ensureCursorVisible()
+        return True
+
     def keyPressEvent(self, event):  # noqa: N802 (Qt override)
         if event.matches(QKeySequence.StandardKey.Copy) and not self.textCursor().hasSelection():
             self.copyAllRequested.emit()
+            event.accept()
+            return
+        if event.modifiers() == Qt.KeyboardModifier.ControlModifier and event.key() in (
+            Qt.Key.Key_Down,
+            Qt.Key.Key_Up,
+        ):
+            self.move_paragraph(+1 if event.key() == Qt.Key.Key_Down else -1)
             event.accept()
             return
         super().keyPressEvent(event)
@@ -158,8 +197,8 @@ class ResultWindow(QWidget):
         self.answer_label.setBuddy(self.answer)
         self.answer.setAccessibleName("Answer")
         self.answer.setAccessibleDescription(
-            "The answer text. Read it with the arrow keys. Control C copies the selection, "
-            "or the whole answer when nothing is selected."
+            "The answer text. Read it with the arrow keys; Control Down and Control Up move by "
+            "paragraph. Control C copies the selection, or the whole answer when nothing is selected."
         )
         self.answer.copyAllRequested.connect(self.copy_current)
 
@@ -402,7 +441,7 @@ class ResultWindow(QWidget):
         if rec is None:
             if job_id in self._seen_jobs:
                 return False  # a job dropped from the history long ago
-            self.begin_answer(job_id, "Problem")
+            self.begin_answer(job_id, PROBLEM_TITLE)
             rec = self._record(job_id)
         if job_id != self._current_job or rec.finished:
             return False

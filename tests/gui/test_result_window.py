@@ -96,11 +96,16 @@ def test_an_error_shows_its_sentence(window):
     assert window.show_error(5, "The camera is busy.")
     assert window.answer_text() == "The camera is busy."
     assert window.status.text() == "The camera is busy."
-    assert window.history.item(0).text().endswith(", problem")
-    # An error for a job that never began (a failed capture) gets its own entry.
+    assert window.history.item(0).text().endswith(", failed: The camera is busy.")
+    assert window.history.item(0).text().startswith("Describe the camera view, ")
+    # An error for a job that never began (a failed capture) gets its own entry, named by its
+    # sentence (not "Problem, 07:10, problem").
     assert window.show_error(6, "The screen could not be captured.")
     assert window.records[0].title == "Problem"
     assert window.answer_text() == "The screen could not be captured."
+    label = window.history.item(0).text()
+    assert re.fullmatch(r"The screen could not be captured, \d\d:\d\d", label), label
+    assert "problem" not in label.lower()
 
 
 def test_an_error_after_partial_text_keeps_the_text(window):
@@ -382,3 +387,26 @@ def test_screenshots_on_the_real_display(render_on_display):
     ]
     assert colors.count("#000000") > 0.6 * len(colors)
     assert "#ffffff" in colors
+
+
+def test_ctrl_down_and_up_move_by_paragraph_in_the_answer(qtbot, window):
+    window.begin_answer(1, "Read all text")
+    window.append_chunk(1, "First paragraph line one.\nLine two.\n\nSecond paragraph.\n\n\nThird paragraph.")
+    window.finish_answer(1, "OCR")
+    window.answer.setFocus()
+    view = window.answer
+
+    def line() -> str:
+        return view.textCursor().block().text()
+
+    assert line() == "First paragraph line one."
+    qtbot.keyClick(view, Qt.Key.Key_Down, Qt.KeyboardModifier.ControlModifier)
+    assert line() == "Second paragraph."
+    qtbot.keyClick(view, Qt.Key.Key_Down, Qt.KeyboardModifier.ControlModifier)
+    assert line() == "Third paragraph."
+    qtbot.keyClick(view, Qt.Key.Key_Down, Qt.KeyboardModifier.ControlModifier)
+    assert line() == "Third paragraph."  # the last one: the caret stays
+    qtbot.keyClick(view, Qt.Key.Key_Up, Qt.KeyboardModifier.ControlModifier)
+    assert line() == "Second paragraph."
+    qtbot.keyClick(view, Qt.Key.Key_Up, Qt.KeyboardModifier.ControlModifier)
+    assert line() == "First paragraph line one."
