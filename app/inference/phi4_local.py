@@ -15,6 +15,7 @@ import importlib.util
 import logging
 import math
 import queue
+import struct
 import sys
 import threading
 import warnings
@@ -27,28 +28,41 @@ from app.core.cancel import CancelToken
 from app.core.errors import (
     BackendUnavailableError,
     InputError,
+    ModelFormatError,
     OutOfMemoryError,
     SightlineError,
 )
-from app.core.types import SAMPLE_RATE, JobRequest, Usage
+from app.core.types import SAMPLE_RATE, JobRequest, Turn, Usage
 from app.inference.base import BackendCheck, Capabilities, ModelBackend
 from app.inference.prompts import build_prompt
 from app.settings.schema import Settings
 
 log = logging.getLogger(__name__)
 
-#: Past this many tokens in one turn (prompt + answer) the model switches its RoPE regime and
-#: transformers re-prefills the whole prompt once; keep every turn inside it.
+#: Past this many tokens in one turn (prompt + answer) the model switches its RoPE regime (the
+#: long factors of its longrope scaling), and transformers 5.23 drops the KV cache at the switch:
+#: Phi4MultimodalForCausalLM.prepare_inputs_for_generation sets past_key_values to None, while
+#: generate still passes only the newest token, so every later step runs on one token without
+#: context and the answer turns to garbage. Every turn stays inside this window.
 TURN_TOKEN_LIMIT = 4096
 #: Images thinner than this (long side / short side) are padded with white first: the image
 #: processor refuses extreme aspect ratios, and a toolbar strip is still worth describing.
 MAX_ASPECT = 10.0
 #: Shortest audio the feature extractor handles; shorter clips are padded with silence.
 MIN_AUDIO_SAMPLES = SAMPLE_RATE // 10
+#: Audio placeholder tokens per second of recording (80 ms frames).
+AUDIO_TOKENS_PER_SECOND = 12.5
 #: How often the caller wakes while waiting for the next chunk, to notice a cancel.
 POLL_SECONDS = 0.05
-#: Answers never shrink below this many tokens to fit the turn limit.
+#: The shortest answer worth giving. To make room for it, the oldest follow-up turns are left
+#: out; if the request alone leaves less than this, it is refused with a sentence.
 MIN_ANSWER_TOKENS = 64
+#: The encoders' attention: sdpa with a real padding mask. Never flash attention: the audio
+#: encoder's mask is a 4-D float tensor (padding plus relative position bias) that flash's
+#: unpadding cannot read, and the vision encoder is marked causal in transformers.
+ENCODER_ATTENTION = "sdpa"
+#: The tokens that end an answer, whatever generation_config.json says.
+END_TOKENS = ("<|end|>", "<|endoftext|>")
 
 VISION_ADAPTER = "vision"
 SPEECH_ADAPTER = "speech"
@@ -67,6 +81,32 @@ GENERATE_OOM_SENTENCE = (
     "quantization in the settings, or use the on-device text reader."
 )
 LOAD_FAILED_SENTENCE = "The local Phi-4 model could not be loaded. The details are in the log."
+NEEDS_MEMORY_SENTENCE = (
+    "This model needs about {need} GB of memory; this computer has {free} GB free. "
+    "Close other programs, or use the on-device text reader."
+)
+NEEDS_GPU_MEMORY_SENTENCE = (
+    "This model needs about {need} GB of graphics memory; this graphics card has {free} GB free. "
+    "Choose 4-bit quantization in the settings, or use the on-device text reader."
+)
+CPU_HALF_PRECISION_NOTICE = (
+    "This processor has no fast half-precision arithmetic, so the model is loaded at half "
+    "precision to fit in memory and reading images will be slower."
+)
+PLACEHOLDER_MISMATCH_SENTENCE = (
+    "The model folder does not fit together: its processor and its model use different "
+    "{what} placeholder tokens. Download the model again."
+)
+NO_END_TOKEN_SENTENCE = (
+    "The model folder's tokenizer has no {token} token, so answers could not end. Download the model again."
+)
+TOO_LONG_SENTENCE = (
+    "This question is too long for the local model, even without the earlier conversation. "
+    "Ask a shorter question."
+)
+RECORDING_TOO_LONG_SENTENCE = (
+    "The recording is too long for the local model; keep it under {seconds} seconds."
+)
 GENERATE_FAILED_SENTENCE = "The local Phi-4 model failed while answering. The details are in the log."
 
 
@@ -215,6 +255,92 @@ class _CancelCriteria:
 _DONE = object()
 
 
+def _without_oldest_exchange(history: tuple[Turn, ...]) -> tuple[Turn, ...]:
+    """History less its oldest turn, and any assistant turns that answered it."""
+    rest = history[1:]
+    while rest and rest[0].role != "user":
+        rest = rest[1:]
+    return rest
+
+
+def language_attention(device: str, flash_usable: bool) -> str:
+    """The language model's attention: flash attention 2 on CUDA when it imports, else sdpa."""
+    return "flash_attention_2" if device == "cuda" and flash_usable else "sdpa"
+
+
+def attention_plan(language: str) -> dict[str, str]:
+    """attn_implementation per sub-config, as transformers 5 takes it: "" is the language model.
+
+    A plain string would be dispatched to every sub-model (configuration_utils' setter), so the
+    encoders would get flash attention too and the audio encoder would crash on its mask.
+    """
+    return {"": language, "vision_config": ENCODER_ATTENTION, "audio_config": ENCODER_ATTENTION}
+
+
+def make_vision_encoder_non_causal(model: Any) -> int:
+    """Clear is_causal on every vision attention module; returns how many there were.
+
+    transformers marks them causal; sdpa honours that whenever no crop is padded (the mask is
+    None then: square images, 4:3 and 3:2 photos at 12 crops) and flash attention always does,
+    so a patch would see only the patches before it. SigLIP is bidirectional.
+    """
+    from transformers.models.phi4_multimodal import modeling_phi4_multimodal as mm
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, mm.Phi4MultimodalVisionAttention):
+            module.is_causal = False
+            count += 1
+    return count
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this processor computes in bfloat16 natively (AVX512-BF16 or AMX; bf16 on Arm)."""
+    import platform
+
+    try:
+        import torch
+
+        if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported():
+            return True
+    except Exception:  # an older torch without these probes: look at the CPU flags instead
+        pass
+    machine = platform.machine().lower()
+    if machine in ("aarch64", "arm64"):
+        if sys.platform == "darwin":
+            import subprocess
+
+            try:
+                out = subprocess.run(
+                    ["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True, timeout=5
+                )
+                return out.stdout.strip() == "1"
+            except (OSError, subprocess.SubprocessError):
+                return False
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                return any(line.startswith("Features") and " bf16" in line for line in f)
+        except OSError:
+            return False
+    return False
+
+
+def choose_cpu_dtype(
+    native_bf16: bool, free: int | None, need_float32: int, need_bfloat16: int
+) -> str | None:
+    """ "bfloat16" or "float32" for a CPU load, or None when neither fits in `free` bytes.
+
+    A processor with native bf16 always gets bf16 (half the memory, full speed). Without it,
+    bf16 is emulated: decoding is no slower (it is memory-bound) but a prefill is several times
+    slower, so float32 is used when it fits and bf16 only when float32 would not.
+    """
+    if native_bf16:
+        return "bfloat16" if free is None or need_bfloat16 <= free else None
+    if free is None or need_float32 <= free:
+        return "float32"
+    return "bfloat16" if need_bfloat16 <= free else None
+
+
 def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError):
         return True
@@ -270,7 +396,11 @@ class Phi4LocalBackend(ModelBackend):
         self.notice = ""
         self.device = ""  # "cuda", "mps" or "cpu" once loaded
         self.dtype_name = ""
+        #: the language model's attention implementation once loaded
         self.attn_implementation = ""
+        #: attn_implementation per sub-config, as passed to from_pretrained
+        self.attention: dict[str, str] = {}
+        self._end_ids: list[int] = []
         #: what the last prepare() decided (crops, token counts), for the log and tests
         self.last_prepared: PreparedInputs | None = None
         self._model: Any = None
@@ -427,46 +557,119 @@ class Phi4LocalBackend(ModelBackend):
                     raise BackendUnavailableError(LOAD_FAILED_SENTENCE, detail=repr(exc)) from exc
                 raise
 
+    def _language_attention(self) -> str:
+        return language_attention(self.device, self.device == "cuda" and self._flash_attention_usable())
+
+    def _choose_dtype(self, torch: Any, quant: Any) -> Any:
+        """The load dtype, after checking that the model fits in the memory free now."""
+        from app.inference.memory_estimate import estimate_memory, free_memory_bytes, gigabytes
+
+        quantization = self.quantization if quant is not None else "none"
+        try:
+            need = {
+                size: estimate_memory(self.folder, size, quantization=quantization).total for size in (2, 4)
+            }
+        except (OSError, ValueError, KeyError, struct.error) as exc:  # the load itself will say more
+            log.warning("could not estimate the memory the model needs: %s", exc)
+            need = None
+        free = free_memory_bytes(self.device)
+        if need is not None and free is not None:
+            log.info(
+                "memory: model needs about %s GB (bf16) / %s GB (float32), %s GB free",
+                gigabytes(need[2]),
+                gigabytes(need[4]),
+                gigabytes(free),
+            )
+
+        def refuse(need_bytes: int) -> OutOfMemoryError:
+            template = NEEDS_GPU_MEMORY_SENTENCE if self.device == "cuda" else NEEDS_MEMORY_SENTENCE
+            sentence = template.format(need=gigabytes(need_bytes), free=gigabytes(free or 0))
+            return OutOfMemoryError(sentence, detail=f"need {need_bytes} bytes, free {free} bytes")
+
+        if self.device == "cpu":
+            native = cpu_has_native_bf16()
+            if need is None:
+                return torch.bfloat16 if native else torch.float32
+            name = choose_cpu_dtype(native, free, need[4], need[2])
+            if name is None:
+                raise refuse(need[2])
+            if name == "bfloat16" and not native:
+                self.notice = " ".join(filter(None, [self.notice, CPU_HALF_PRECISION_NOTICE]))
+            return getattr(torch, name)
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float16
+        if need is not None and free is not None and need[2] > free:
+            raise refuse(need[2])
+        return dtype
+
+    def _check_placeholders(self, processor: Any, config: Any) -> None:
+        """The processor writes these ids into the prompt; the model looks for the config's."""
+        pairs = (
+            ("image", processor.image_token_id, config.vision_config.image_token_id),
+            ("audio", processor.audio_token_id, config.audio_config.audio_token_id),
+        )
+        for what, from_processor, from_config in pairs:
+            if from_processor is None or int(from_processor) != int(from_config):
+                raise ModelFormatError(
+                    PLACEHOLDER_MISMATCH_SENTENCE.format(what=what),
+                    detail=f"{what}: processor {from_processor}, config {from_config}",
+                )
+
+    def _end_token_ids(self, processor: Any) -> list[int]:
+        tokenizer = processor.tokenizer
+        ids = []
+        for token in END_TOKENS:
+            token_id = tokenizer.convert_tokens_to_ids(token)
+            if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):
+                sentence = NO_END_TOKEN_SENTENCE.format(token=token)
+                raise ModelFormatError(sentence, detail=f"{token} -> {token_id}")
+            ids.append(int(token_id))
+        return ids
+
     def _load_locked(self, cancel: CancelToken) -> None:
         import torch
-        from transformers import AutoProcessor, Phi4MultimodalForCausalLM
+        from transformers import AutoProcessor, Phi4MultimodalConfig, Phi4MultimodalForCausalLM
 
         self.notice = ""
         self.device = self._pick_device(torch)
-        dtype = {"cuda": torch.bfloat16, "mps": torch.float16}.get(self.device, torch.float32)
-        self.dtype_name = str(dtype).removeprefix("torch.")
         quant = self._quantization_config(torch)
-        attn = "flash_attention_2" if self.device == "cuda" and self._flash_attention_usable() else "sdpa"
-        if self.device == "cpu":
-            self.notice = " ".join(filter(None, [self.notice, CPU_NOTICE]))
-            log.warning("loading the local model on the CPU: answers will be slow")
 
         with _quiet_transformers():
             processor = AutoProcessor.from_pretrained(str(self.folder))
             # The processor loses its chat template on load; the tokenizer keeps it.
             if getattr(processor, "chat_template", None) is None:
                 processor.chat_template = processor.tokenizer.chat_template
+            config = Phi4MultimodalConfig.from_pretrained(str(self.folder))
+            self._check_placeholders(processor, config)
+            end_ids = self._end_token_ids(processor)
             cancel.raise_if_cancelled()
 
-            kwargs: dict[str, Any] = {"dtype": dtype}
+            dtype = self._choose_dtype(torch, quant)
+            self.dtype_name = str(dtype).removeprefix("torch.")
+            language = self._language_attention()
+            if self.device == "cpu":
+                self.notice = " ".join(filter(None, [self.notice, CPU_NOTICE]))
+                log.warning("loading the local model on the CPU: answers will be slow")
+
+            kwargs: dict[str, Any] = {"dtype": dtype, "config": config}
             if quant is not None:
                 kwargs["quantization_config"] = quant
             if self.device != "cpu":
                 kwargs["device_map"] = {"": self.device}
             try:
                 model = Phi4MultimodalForCausalLM.from_pretrained(
-                    str(self.folder), attn_implementation=attn, **kwargs
+                    str(self.folder), attn_implementation=attention_plan(language), **kwargs
                 )
             except (ImportError, ValueError) as exc:
-                if attn == "sdpa":
+                if language == "sdpa":
                     raise
                 log.info("flash attention refused (%s); loading with sdpa", exc)
-                attn = "sdpa"
+                language = "sdpa"
                 model = Phi4MultimodalForCausalLM.from_pretrained(
-                    str(self.folder), attn_implementation=attn, **kwargs
+                    str(self.folder), attn_implementation=attention_plan(language), **kwargs
                 )
             model.eval()
             self._model = model  # from here on, _release() frees it if anything below fails
+            make_vision_encoder_non_causal(model)
             cancel.raise_if_cancelled()
             for adapter_name, sub in ADAPTER_FOLDERS.items():
                 with warnings.catch_warnings():
@@ -476,15 +679,17 @@ class Phi4LocalBackend(ModelBackend):
                 cancel.raise_if_cancelled()
 
         self._processor = processor
-        self.attn_implementation = attn
+        self._end_ids = end_ids
+        self.attn_implementation = language
+        self.attention = attention_plan(language)
         self._adapter_state = "unset"
         self._use_adapter(None)
         log.info(
-            "local model loaded from %s on %s (%s, %s, quantization %s)",
+            "local model loaded from %s on %s (%s, attention %s, quantization %s)",
             self.folder,
             self.device,
             self.dtype_name,
-            attn,
+            self.attention,
             self.quantization if quant is not None else "none",
         )
 
@@ -545,28 +750,45 @@ class Phi4LocalBackend(ModelBackend):
 
     # -- preparing inputs -------------------------------------------------------------------------
 
-    def render_prompt(self, request: JobRequest) -> str:
-        """The request as chat text, with one image and/or audio placeholder in the user turn."""
+    def render_prompt(self, request: JobRequest, history: tuple[Turn, ...] | None = None) -> str:
+        """The request as chat text, with one image and/or audio placeholder in the user turn.
+
+        `history` replaces the request's follow-up turns (prepare() leaves out the oldest ones
+        when the turn would not fit).
+        """
         processor = self._require_processor()
         prompt = build_prompt(request)
+        turns = prompt.history if history is None else history
         media = (processor.image_token if prompt.with_image else "") + (
             processor.audio_token if prompt.with_audio else ""
         )
         messages = [{"role": "system", "content": prompt.system}]
-        messages += [{"role": turn.role, "content": turn.text} for turn in prompt.history]
+        messages += [{"role": turn.role, "content": turn.text} for turn in turns]
         messages.append({"role": "user", "content": media + prompt.user_text})
         return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
+    def _fit_crops(self, width: int, height: int, max_crops: int, other_tokens: int) -> int:
+        """The largest crop cap up to `max_crops` whose image leaves `other_tokens` room in the turn."""
+        crops = max(1, max_crops)
+        while crops > 1 and other_tokens + image_token_count(width, height, crops) > self.turn_token_limit:
+            crops -= 1
+        return crops
+
     def prepare(self, request: JobRequest) -> PreparedInputs:
-        """Render, choose the crop cap that keeps the turn under the limit, and run the processor."""
+        """Render the request so that prompt + answer never exceed the turn limit, and run the processor.
+
+        In order: the crop cap is lowered (down to one crop) so that the whole answer fits; if
+        even then less than MIN_ANSWER_TOKENS would be left, the oldest follow-up exchanges are
+        left out; the answer gets what remains (at most what was asked); and a request that
+        still leaves no room for a useful answer is refused with a sentence.
+        """
         import numpy as np
         from PIL import Image
 
         processor = self._require_processor()
-        text = self.render_prompt(request)
+        limit = self.turn_token_limit
         notes: list[str] = []
         placeholders = int(request.image is not None) + int(request.audio is not None)
-        text_tokens = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"]) - placeholders
 
         audio = None
         audio_tokens = 0
@@ -580,10 +802,8 @@ class Phi4LocalBackend(ModelBackend):
             feats = processor.audio_processor([audio], sampling_rate=SAMPLE_RATE, return_tensors="pt")
             audio_tokens = int(feats["audio_embed_sizes"][0])
 
-        max_new = int(request.max_new_tokens)
         image = None
-        crops = 0
-        image_tokens = 0
+        width = height = 0
         if request.image is not None:
             pixels = request.image.pixels
             if pixels.shape[0] < 1 or pixels.shape[1] < 1:
@@ -592,19 +812,29 @@ class Phi4LocalBackend(ModelBackend):
             if padded is not pixels:
                 notes.append("thin image padded")
             height, width = padded.shape[:2]
-            fixed = text_tokens + audio_tokens + max_new
-            crops = max(1, request.detail.max_crops)
-            while crops > 1 and fixed + image_token_count(width, height, crops) > self.turn_token_limit:
-                crops -= 1
-            if crops < request.detail.max_crops:
-                notes.append(f"crops capped at {crops} to fit {self.turn_token_limit} tokens")
-            image_tokens = image_token_count(width, height, crops)
             image = Image.fromarray(np.ascontiguousarray(padded), "RGB")
 
-        prompt_estimate = text_tokens + audio_tokens + image_tokens
-        if prompt_estimate + max_new > self.turn_token_limit:
-            max_new = max(MIN_ANSWER_TOKENS, self.turn_token_limit - prompt_estimate)
-            notes.append(f"answer limited to {max_new} tokens")
+        want = int(request.max_new_tokens)
+        floor = min(want, MIN_ANSWER_TOKENS)
+        history = tuple(request.history)
+        dropped = 0
+        while True:
+            text = self.render_prompt(request, history)
+            text_tokens = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"]) - placeholders
+            fixed = text_tokens + audio_tokens
+            crops = image_tokens = 0
+            if image is not None:
+                crops = self._fit_crops(width, height, request.detail.max_crops, fixed + want)
+                image_tokens = image_token_count(width, height, crops)
+            if fixed + image_tokens + floor <= limit or not history:
+                break
+            before = len(history)
+            history = _without_oldest_exchange(history)
+            dropped += before - len(history)
+        if dropped:
+            notes.append(f"left out the {dropped} oldest turns to fit {limit} tokens")
+        if image is not None and crops < request.detail.max_crops:
+            notes.append(f"crops capped at {crops} to fit {limit} tokens")
 
         kwargs: dict[str, Any] = {"text": text, "return_tensors": "pt"}
         if image is not None:
@@ -617,18 +847,27 @@ class Phi4LocalBackend(ModelBackend):
         prompt_tokens = int(inputs["input_ids"].shape[1])
         if image is not None and "num_img_tokens" in inputs:
             image_tokens = int(inputs["num_img_tokens"][0])
+        prompt_estimate = fixed + image_tokens
         if prompt_tokens != prompt_estimate:
             log.debug("prompt estimate %d, processor gave %d", prompt_estimate, prompt_tokens)
         # The estimate decided the crop cap; if the processor counts differently, shrink once more.
-        if image is not None and crops > 1 and prompt_tokens + max_new > self.turn_token_limit:
-            over = prompt_tokens + max_new - self.turn_token_limit
-            while crops > 1 and image_token_count(image.width, image.height, crops) > image_tokens - over:
+        if image is not None and crops > 1 and prompt_tokens + want > limit:
+            over = prompt_tokens + want - limit
+            while crops > 1 and image_token_count(width, height, crops) > image_tokens - over:
                 crops -= 1
             kwargs["images_kwargs"] = {"dynamic_hd": crops}
             inputs = processor(**kwargs)
             prompt_tokens = int(inputs["input_ids"].shape[1])
             image_tokens = int(inputs["num_img_tokens"][0]) if "num_img_tokens" in inputs else image_tokens
             notes.append(f"crops reduced to {crops} after counting")
+
+        # The answer budget is what the window leaves: prompt + answer never exceed it.
+        budget = limit - prompt_tokens
+        if budget < floor:
+            raise self._too_long(audio_tokens, prompt_tokens - audio_tokens, floor, prompt_tokens)
+        max_new = min(want, budget)
+        if max_new < want:
+            notes.append(f"answer limited to {max_new} tokens")
 
         adapter = {"vision": VISION_ADAPTER, "speech": SPEECH_ADAPTER}.get(request.modality)
         prepared = PreparedInputs(
@@ -644,6 +883,14 @@ class Phi4LocalBackend(ModelBackend):
         self.last_prepared = prepared
         return prepared
 
+    def _too_long(self, audio_tokens: int, other_tokens: int, floor: int, prompt_tokens: int) -> InputError:
+        detail = f"prompt {prompt_tokens} tokens (audio {audio_tokens}), window {self.turn_token_limit}"
+        if audio_tokens > other_tokens:
+            room = max(0, self.turn_token_limit - floor - other_tokens)
+            seconds = max(1, int(room / AUDIO_TOKENS_PER_SECOND))
+            return InputError(RECORDING_TOO_LONG_SENTENCE.format(seconds=seconds), detail=detail)
+        return InputError(TOO_LONG_SENTENCE, detail=detail)
+
     def model_inputs(self, prepared: PreparedInputs) -> dict[str, Any]:
         """The processor's tensors on the model's device, floating ones in the model's dtype."""
         model = self._require_model()
@@ -657,13 +904,17 @@ class Phi4LocalBackend(ModelBackend):
         return out
 
     def generation_kwargs(self, prepared: PreparedInputs) -> dict[str, Any]:
-        """Greedy decoding with the placeholders suppressed (generating one crashes the next step)."""
+        """Greedy decoding, ending at <|end|> or <|endoftext|>, with the placeholders suppressed
+        (generating one crashes the next step)."""
         processor = self._require_processor()
         kwargs: dict[str, Any] = {
             "max_new_tokens": prepared.max_new_tokens,
             "do_sample": False,
             "suppress_tokens": [processor.image_token_id, processor.audio_token_id],
             "pad_token_id": processor.tokenizer.pad_token_id,
+            # <|end|> closes an assistant turn, <|endoftext|> the text: stop at either, whatever
+            # generation_config.json in the folder says.
+            "eos_token_id": list(self._end_ids),
         }
         kwargs.update(self.generation_overrides)
         if "min_new_tokens" in kwargs:  # never ask for more than the answer may have
