@@ -304,6 +304,13 @@ def encode_image(
     if pixels is not image.pixels:
         image = ImageInput(pixels, image.source)
     width, height = size_for_server(image.width, image.height, detail.max_crops, server_crops)
+    if detail.max_crops > server_crops:
+        log.info(
+            "%s detail asks for up to %d crops; the server uses at most %d",
+            detail.value,
+            detail.max_crops,
+            server_crops,
+        )
     pil = image.to_pil()
     if (width, height) != (image.width, image.height):
         # Bicubic: small text stays readable, and it is about a third faster than Lanczos on a 1080p screen.
