@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
 
 from app.core.errors import ServerError
 from app.inference.openai_compatible import (
+    SERVER_MAX_CROPS,
     SPEECH_MODEL,
     VISION_MODEL,
     OpenAICompatibleBackend,
@@ -63,7 +65,7 @@ def check_server(url: str, settings, *, timeout: float = 10.0) -> ServerReport:
     client = backend.client
     assert client is not None
     client.timeouts = Timeouts(
-        connect=min(timeout, client.timeouts.connect), first_byte=timeout, idle=timeout
+        connect=min(timeout, client.timeouts.connect), first_byte=timeout, idle=timeout, turn=timeout * 2
     )
     try:
         listing = client.get_json("/models")
@@ -130,7 +132,8 @@ def vllm_serve_command(snapshot: str = DEFAULT_SNAPSHOT, *, host: str = "127.0.0
         "--enable-lora --max-lora-rank 320 --max-loras 2",
         f"--lora-modules {SPEECH_MODEL}={q(snap + '/speech-lora')} {VISION_MODEL}={q(snap + '/vision-lora')}",
         "--limit-mm-per-prompt " + q('{"image":1,"audio":1}'),
-        "--mm-processor-kwargs " + q('{"dynamic_hd":12}'),
+        # The client sizes images for this cap (openai_compatible.size_for_server): keep them equal.
+        "--mm-processor-kwargs " + q(json.dumps({"dynamic_hd": SERVER_MAX_CROPS}, separators=(",", ":"))),
     ]
     return " \\\n  ".join(lines)
 

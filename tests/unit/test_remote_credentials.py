@@ -78,6 +78,41 @@ def test_redact_scrubs_plain_and_url_encoded_tokens():
     assert redact("nothing", None) == "nothing"
 
 
+def test_redact_hides_every_form_and_every_long_piece_of_the_token():
+    import base64
+    from urllib.parse import quote
+
+    token = "sk-Uq7Zr2Kx9Wm4Pb6Ln3Tj"
+    raw = token.encode()
+    forms = {
+        "lower": token.lower(),
+        "upper": token.upper(),
+        "truncated": token[:8],
+        "middle": token[5:14].swapcase(),
+        "url": quote(token, safe=""),
+        "b64": base64.b64encode(raw).decode(),
+        "b64 bearer": base64.b64encode(b"Bearer " + raw).decode(),
+        "b64 basic": base64.b64encode(b"me:" + raw).decode(),
+        "b64 url-safe": base64.urlsafe_b64encode(b"x" + raw).decode(),
+        "hex": raw.hex(),
+    }
+    for name, form in forms.items():
+        out = redact(f"before {form} after", token)
+        assert out.startswith("before ") and out.endswith(" after"), (name, out)
+        assert "[hidden]" in out, (name, out)
+        kept = out.removeprefix("before ").removesuffix(" after").replace("[hidden]", "\n")
+        # Whatever is left of the form is too short to help anyone guess the token.
+        assert all(len(piece) < 8 for piece in kept.split("\n")), (name, out)
+
+
+def test_redact_keeps_ordinary_text_and_short_pieces():
+    token = "sk-Uq7Zr2Kx9Wm4Pb6Ln3Tj"
+    text = "The server at sk-host said: model vision is not loaded (code 400)."
+    assert redact(text, token) == text
+    assert redact("x sk-Uq7Z y", token) == "x sk-Uq7Z y"  # 7 characters: not a usable piece
+    assert redact("short abcd and ABCD", "abcd") == "short [hidden] and [hidden]"
+
+
 def test_origin_is_the_keyring_user_name():
     assert server_origin("https://AI.school.example/v1") == "https://ai.school.example:443"
     assert server_origin("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000"
