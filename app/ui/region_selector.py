@@ -5,10 +5,16 @@ Left and Up shrink), Ctrl makes either a 1-pixel step, Enter accepts, Escape can
 to draw a rectangle, double-click to accept, right-click to cancel. The rectangle always stays on
 the screen.
 
-The region's size and position are said through the `announce(text)` callback (the app passes its
-SpeechManager), e.g. "Region 640 by 480 at 100, 200", once the keys pause for `announce_delay_ms`,
-so holding an arrow key does not chatter. Like the result window, the overlay posts no accessible
-announcements itself.
+The region's size and position are said in plain words through the `announce(text)` callback (the
+app passes its SpeechManager), e.g. "A box a third the width of the screen and half its height, in
+the top left", once the keys pause for `announce_delay_ms`, so holding an arrow key does not
+chatter; a move too small to change the words is confirmed with one word ("Right.", "Wider.").
+The pixel numbers are only drawn, for those who can see them. Like the result window, the overlay
+posts no accessible announcements itself.
+
+What is under the overlay: without a compositor a translucent window is drawn black, so the
+overlay shows a picture of the screen taken as it opens (dimmed outside the box), unless the
+caller passes one. Where the screen cannot be grabbed (Wayland) it falls back to translucency.
 
 Coordinates: the widget works in Qt's logical pixels, local to the screen. `regionSelected` gives
 physical pixels of the virtual desktop: the screen's origin (Qt keeps screen origins in native
@@ -38,6 +44,77 @@ HELP_TEXT = (
     "Enter accepts, Escape cancels. You can also drag with the mouse."
 )
 BANNER_TEXT = "Arrows move · Shift+arrows resize · Ctrl: 1 pixel · Enter accepts · Esc cancels"
+
+# How much of the screen: the nearest of these, said as "<words> the width of the screen".
+_FRACTIONS = (
+    (0.1, "a tenth"),
+    (0.2, "a fifth"),
+    (0.25, "a quarter"),
+    (1 / 3, "a third"),
+    (0.4, "two fifths"),
+    (0.5, "half"),
+    (0.6, "three fifths"),
+    (2 / 3, "two thirds"),
+    (0.75, "three quarters"),
+    (0.8, "four fifths"),
+    (0.9, "nine tenths"),
+    (1.0, "the full"),
+)
+_PLACES = {
+    ("top", "left"): "in the top left",
+    ("top", "centre"): "at the top",
+    ("top", "right"): "in the top right",
+    ("middle", "left"): "on the left",
+    ("middle", "centre"): "in the middle",
+    ("middle", "right"): "on the right",
+    ("bottom", "left"): "in the bottom left",
+    ("bottom", "centre"): "at the bottom",
+    ("bottom", "right"): "in the bottom right",
+}
+
+
+def _fraction(part: float, whole: float) -> str:
+    share = part / whole if whole > 0 else 1.0
+    if share < 0.07:
+        return "less than a tenth of"
+    return min(_FRACTIONS, key=lambda f: abs(f[0] - share))[1]
+
+
+def plain_words(rect: QRect, screen: QSize) -> str:
+    """A box in words a listener can picture: "A box a third the width of the screen and half its
+    height, in the top left"."""
+    sw, sh = max(1, screen.width()), max(1, screen.height())
+    width = _fraction(rect.width(), sw)
+    height = _fraction(rect.height(), sh)
+    height_words = "the full height" if height == "the full" else f"{height} its height"
+    cx = (rect.x() + rect.width() / 2) / sw
+    cy = (rect.y() + rect.height() / 2) / sh
+    column = (
+        "centre" if rect.width() > 0.9 * sw else "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else "centre"
+    )
+    row = (
+        "middle"
+        if rect.height() > 0.9 * sh
+        else "top"
+        if cy < 1 / 3
+        else "bottom"
+        if cy > 2 / 3
+        else "middle"
+    )
+    return f"A box {width} the width of the screen and {height_words}, {_PLACES[(row, column)]}"
+
+
+# What a move or resize that does not change the words is confirmed with.
+_STEP_WORDS = {
+    (False, -1, 0): "Left.",
+    (False, 1, 0): "Right.",
+    (False, 0, -1): "Up.",
+    (False, 0, 1): "Down.",
+    (True, -1, 0): "Narrower.",
+    (True, 1, 0): "Wider.",
+    (True, 0, -1): "Shorter.",
+    (True, 0, 1): "Taller.",
+}
 
 _ARROWS = {
     Qt.Key.Key_Left: (-1, 0),
@@ -88,8 +165,7 @@ class RegionSelector(QWidget):
         if isinstance(background, QImage):
             background = QPixmap.fromImage(background)
         self._background = background
-        if background is None:
-            self.setAttribute(Qt.WidgetAttribute.WA_TranslucentBackground, True)
+        self._step_word = ""  # the last key's direction, said when the words do not change
         self._font = QFont(self.font())
         self._font.setPointSize(clamp_font_pt(font_pt))
         self._font.setBold(True)
@@ -119,6 +195,13 @@ class RegionSelector(QWidget):
         screen = QGuiApplication.screenAt(self._screen_geometry.center())
         if screen is not None:
             self.setScreen(screen)
+        if self._background is None and screen is not None:
+            # A picture of the screen as it is now: what the user chooses from stays visible.
+            grabbed = screen.grabWindow(0)
+            if not grabbed.isNull():
+                self._background = grabbed
+        if self._background is None:
+            self.setAttribute(Qt.WidgetAttribute.WA_TranslucentBackground, True)  # needs a compositor
         self.setGeometry(self._screen_geometry)
         self.show()
         self.raise_()
@@ -151,8 +234,13 @@ class RegionSelector(QWidget):
         return Bounds(*self.region_physical())
 
     def describe(self) -> str:
-        """What is announced, e.g. "Region 640 by 480 at 100, 200" (physical pixels)."""
-        return f"Region {self.bounds()}"
+        """What is announced: the box in plain words (see plain_words)."""
+        return plain_words(self._rect, self._screen_geometry.size())
+
+    def describe_pixels(self) -> str:
+        """The box in physical pixels, e.g. "640 × 480 at 100, 200" (drawn, not said)."""
+        x, y, w, h = self.region_physical()
+        return f"{w} × {h} at {x}, {y}"
 
     @property
     def device_pixel_ratio(self) -> float:
@@ -218,6 +306,9 @@ class RegionSelector(QWidget):
             self._say(f"{text}, {self._limit}")
         elif text != self._last_announced:
             self._say(text)
+        elif self._step_word:
+            self._say(self._step_word)  # moved, but not enough to change the words
+        self._step_word = ""
         self._last_announced = text
 
     def _say(self, text: str) -> None:
@@ -239,7 +330,9 @@ class RegionSelector(QWidget):
             dx, dy = _ARROWS[key]
             step = FINE_STEP if mods & Qt.KeyboardModifier.ControlModifier else STEP
             r = QRect(self._rect)
-            if mods & Qt.KeyboardModifier.ShiftModifier:
+            resize = bool(mods & Qt.KeyboardModifier.ShiftModifier)
+            self._step_word = _STEP_WORDS[(resize, dx, dy)]
+            if resize:
                 r.setWidth(r.width() + dx * step)
                 r.setHeight(r.height() + dy * step)
             else:
@@ -312,8 +405,7 @@ class RegionSelector(QWidget):
         fm = p.fontMetrics()
         pad = max(6, fm.height() // 4)
 
-        x, y, w, h = self.region_physical()
-        info = f"{w} × {h} at {x}, {y}"
+        info = self.describe_pixels()
         box = fm.boundingRect(info).adjusted(-pad, -pad, pad, pad)
         box.moveTopLeft(QPoint(sel.left() - 5, sel.bottom() + 12))
         if box.bottom() > full.bottom():

@@ -60,10 +60,9 @@ def render_region(app: QApplication, out: Path) -> None:
     window.append_chunk(1, "Invoice 42. Total 18.40 euros. Due on 3 May.")
     window.present(activate=True)
     _settle(app)
-    # The real screen behind the overlay, as the app passes it.
-    background = screen.grabWindow(0)
+    # As the app opens it: no picture passed, the overlay takes its own of the screen behind it.
     said: list[str] = []
-    sel = RegionSelector(geo, said.append, initial=QRect(300, 200, 640, 480), background=background)
+    sel = RegionSelector(geo, said.append, initial=QRect(300, 200, 640, 480))
     sel.start()
     _grab_from_screen(app, sel, out / "region_selector_xvfb.png")
     sel.cancel()

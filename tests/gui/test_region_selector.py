@@ -149,30 +149,36 @@ def test_right_click_cancels(make, qtbot):
 
 def test_it_says_how_to_use_it_then_the_region_once_the_keys_pause(make, qtbot):
     sel = make()
-    assert sel.said == [f"{HELP_TEXT} Region 640 by 480 at 100, 200."]
+    # Plain words, not pixel numbers: 640 by 480 at 100, 200 on a 1920 by 1080 screen.
+    box = "A box a third the width of the screen and two fifths its height, on the left"
+    assert sel.said == [f"{HELP_TEXT} {box}."]
     for _ in range(5):
         QTest.keyClick(sel, Qt.Key.Key_Right)
-    # Five quick presses: nothing yet (the event loop has not run), then exactly one sentence.
+    # Five quick presses: nothing yet (the event loop has not run), then exactly one word: the
+    # box moved 50 pixels, not enough to change the words.
     assert len(sel.said) == 1
     qtbot.waitUntil(lambda: len(sel.said) == 2, timeout=3000)
-    assert sel.said[1] == "Region 640 by 480 at 150, 200"
+    assert sel.said[1] == "Right."
     qtbot.wait(700)
     assert len(sel.said) == 2  # no chatter afterwards
 
-    QTest.keyClick(sel, Qt.Key.Key_Down, SHIFT)
+    QTest.keyClick(sel, Qt.Key.Key_Down, SHIFT)  # 480 -> 490 high: now nearer half the screen
     qtbot.waitUntil(lambda: len(sel.said) == 3, timeout=3000)
-    assert sel.said[2] == "Region 640 by 490 at 150, 200"
+    assert sel.said[2] == "A box a third the width of the screen and half its height, on the left"
+    assert not any(ch.isdigit() for said in sel.said for ch in said)
 
 
 def test_it_says_when_the_edge_or_the_smallest_size_stops_it(make, qtbot):
     sel = make(initial=QRect(0, 0, 20, 20))
     QTest.keyClick(sel, Qt.Key.Key_Left)
     qtbot.waitUntil(lambda: len(sel.said) == 2, timeout=3000)
-    assert sel.said[1] == "Region 20 by 20 at 0, 0, at the edge of the screen"
+    small = "A box less than a tenth of the width of the screen and less than a tenth of its height"
+    assert sel.said[1] == f"{small}, in the top left, at the edge of the screen"
     QTest.keyClick(sel, Qt.Key.Key_Left, SHIFT)  # 20 -> 10
     QTest.keyClick(sel, Qt.Key.Key_Left, SHIFT)  # stays 10
     qtbot.waitUntil(lambda: len(sel.said) == 3, timeout=3000)
-    assert sel.said[2] == f"Region {MIN_SIZE} by 20 at 0, 0, at the smallest size"
+    assert sel.said[2] == f"{small}, in the top left, at the smallest size"
+    assert sel.region().width() == MIN_SIZE
 
 
 def test_it_says_the_size_after_a_drag(make, qtbot):
@@ -181,12 +187,15 @@ def test_it_says_the_size_after_a_drag(make, qtbot):
     QTest.mouseMove(sel, QPoint(200, 100))
     QTest.mouseRelease(sel, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, QPoint(410, 310))
     qtbot.waitUntil(lambda: len(sel.said) == 2, timeout=3000)
-    assert sel.said[1] == "Region 400 by 300 at 10, 10"
+    assert sel.said[1] == "A box a fifth the width of the screen and a quarter its height, in the top left"
+    assert sel.describe_pixels() == "400 × 300 at 10, 10"
 
 
 def test_physical_sizes_are_said_on_a_scaled_screen(make, qtbot):
     sel = make(geometry=QRect(0, 0, 960, 540), initial=QRect(50, 60, 320, 240), dpr=2.0)
-    assert sel.said[0].endswith("Region 640 by 480 at 100, 120.")
+    assert sel.describe_pixels() == "640 × 480 at 100, 120"  # drawn in physical pixels
+    assert sel.region_physical() == (100, 120, 640, 480)
+    assert "a third the width of the screen" in sel.said[0]  # said in words, whatever the scale
 
 
 # ----- accessibility and looks -----------------------------------------------------------------
@@ -241,3 +250,10 @@ def test_screenshot_on_the_real_display(render_on_display):
     assert not shot.isNull()
     # The overlay really covers the screen: the yellow frame is on the display.
     assert shot.pixelColor(300 - 4, 400) == QColor("#ffff00")
+    # Without a compositor the overlay shows the screen under it (its own picture of it), not
+    # black: inside the box the answer window's light background is there as it is, and outside
+    # the box the same window shows dimmed, still brighter than black.
+    inside = shot.pixelColor(700, 500)
+    assert inside.lightness() > 200, inside.name()
+    outside = shot.pixelColor(250, 700)
+    assert 20 < outside.lightness() < inside.lightness(), outside.name()
