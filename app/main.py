@@ -341,6 +341,66 @@ class SightlineApp(QObject):
             ),
         )
 
+    def cmd_explore(self) -> None:
+        """The active window's text as a list to move through and click (app/ui/explore.py)."""
+        from app.ui.explore import ExploreController
+
+        if getattr(self, "_explore", None) is None:
+            self._explore = ExploreController(
+                lambda text: self.say(text, Priority.NOW),
+                self.controller.report_error,
+                font_pt=self.settings.result_font_size,
+                parent=self,
+            )
+        self._explore.start()
+
+    def cmd_watch(self) -> None:
+        """Stop the watch that runs; else choose what to watch: the region selector opens on the
+        active window, so Enter watches the window and the arrows make it a region."""
+        from PySide6.QtCore import QRect
+
+        from app.capture import screen as capture
+        from app.jobs.watch import WatchController
+        from app.ui.own_windows import own_window_rects
+        from app.ui.region_selector import RegionSelector
+
+        if getattr(self, "_watch", None) is None:
+            self._watch = WatchController(
+                lambda text: self.say(text, Priority.NORMAL), own_windows=own_window_rects, parent=self
+            )
+        if self._watch.active:
+            self._watch.stop()
+            return
+        qscreen = QGuiApplication.screenAt(QGuiApplication.primaryScreen().geometry().center())
+        geo, ratio = qscreen.geometry(), qscreen.devicePixelRatio()
+        window, initial = None, None
+        try:
+            b = capture.capture_active_window().bounds
+            window = (b.x, b.y, b.width, b.height)
+            left, top = round((b.x - geo.x()) / ratio), round((b.y - geo.y()) / ratio)
+            initial = QRect(left, top, round(b.width / ratio), round(b.height / ratio))
+        except SightlineError:
+            pass  # no active window: the selector starts in the middle of the screen
+
+        def chosen(x: int, y: int, w: int, h: int) -> None:
+            def start() -> None:
+                b = capture.capture_region(x, y, w, h).bounds  # clipped to the screen, or a sentence
+                what = "the window" if (x, y, w, h) == window else "the region"
+                self._watch.start((b.x, b.y, b.width, b.height), what)
+
+            self.run_guarded(start)
+
+        selector = RegionSelector(
+            geo,
+            announce=lambda text: self.say(text, Priority.NOW),
+            initial=initial,
+            font_pt=self.settings.result_font_size,
+        )
+        selector.regionSelected.connect(chosen)
+        selector.cancelled.connect(lambda: self.say("Cancelled.", Priority.NOW))
+        self._selector = selector
+        selector.start()
+
     def run_guarded(self, fn) -> None:
         try:
             fn()
@@ -510,6 +570,8 @@ class SightlineApp(QObject):
             self._recorder = None
         self._ptt_command = None
         self.controller.stop()
+        if getattr(self, "_watch", None) is not None:
+            self._watch.stop()  # Stop ends a watch too
 
     def cmd_copy_last(self) -> None:
         text = self.controller.last_answer
@@ -625,6 +687,8 @@ class SightlineApp(QObject):
             self._download_cancel.cancel("quit")
         if self.hotkeys is not None:
             self.hotkeys.stop()
+        if getattr(self, "_watch", None) is not None:
+            self._watch.shutdown()
         self.controller.stop()
         self.worker.stop()
         self.earcons.stop_working()

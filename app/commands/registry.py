@@ -77,6 +77,22 @@ COMMANDS: tuple[Command, ...] = (
         needs_image=True,
     ),
     Command(
+        "explore",
+        "Explore and click",
+        "Turns the text of the active window into a list to move through with the arrow keys; "
+        "Enter clicks the item, typing finds text, Escape leaves.",
+        "E",
+        "screen",
+    ),
+    Command(
+        "watch",
+        "Watch a region or window",
+        "Watches the active window, or a region you choose, and says new text as it appears; "
+        "choose it again to stop watching.",
+        "L",
+        "screen",
+    ),
+    Command(
         "ask_screen_voice",
         "Ask about the screen by voice",
         "Hold the key and ask a question out loud; the question and a picture of the screen go to the model "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.core.cancel import CancelToken
@@ -68,8 +68,23 @@ _TEXT_IS_THE_ANSWER = {Task.READ_TEXT, Task.CAMERA_DOCUMENT}
 
 
 @dataclass(frozen=True)
+class Word:
+    """One recognised word of a line, as an axis-aligned box in image pixels."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    text: str
+
+
+@dataclass(frozen=True)
 class TextLine:
-    """One recognised line, as an axis-aligned box in image pixels."""
+    """One recognised line, as an axis-aligned box in image pixels.
+
+    `words` holds the line's words with their own boxes when they were asked for
+    (recognise(..., words=True)); otherwise it is empty and split_words() estimates them.
+    """
 
     x0: float
     y0: float
@@ -77,6 +92,7 @@ class TextLine:
     y1: float
     text: str
     score: float = 1.0
+    words: tuple[Word, ...] = ()
 
     @property
     def height(self) -> float:
@@ -184,8 +200,29 @@ def _xy_cut(blocks: list[list[TextLine]]) -> list[list[TextLine]]:
     return ordered
 
 
-def reading_order(lines: Sequence[TextLine]) -> list[list[str]]:
-    """Group lines into blocks and return each block's text lines in reading order."""
+def split_words(line: TextLine) -> tuple[Word, ...]:
+    """The line's words with boxes: the engine's own when it gave them, else an estimate that shares
+    the line's width out by character count (good enough to point at a word of a button or a menu)."""
+    if line.words:
+        return line.words
+    text = line.text.strip()
+    if not text:
+        return ()
+    width = line.x1 - line.x0
+    per_char = width / max(1, len(text))
+    words = []
+    start = 0
+    for part in text.split():
+        at = text.index(part, start)
+        start = at + len(part)
+        x0 = line.x0 + at * per_char
+        words.append(Word(x0, line.y0, x0 + len(part) * per_char, line.y1, part))
+    return tuple(words)
+
+
+def layout(lines: Sequence[TextLine]) -> list[list[list[TextLine]]]:
+    """The recognised lines as blocks in reading order; each block is its rows top to bottom, each
+    row the lines on it left to right (a row of one block usually holds one line)."""
     lines = [ln for ln in lines if ln.text.strip()]
     if not lines:
         return []
@@ -205,8 +242,47 @@ def reading_order(lines: Sequence[TextLine]) -> list[list[str]]:
     groups: dict[int, list[TextLine]] = {}
     for i, line in enumerate(lines):
         groups.setdefault(find(i), []).append(line)
-    blocks = _xy_cut(list(groups.values()))
-    return [[" ".join(ln.text.strip() for ln in row) for row in _order_lines(block)] for block in blocks]
+    return [_order_lines(block) for block in _xy_cut(list(groups.values()))]
+
+
+def reading_order(lines: Sequence[TextLine]) -> list[list[str]]:
+    """Group lines into blocks and return each block's text lines in reading order."""
+    return [[" ".join(ln.text.strip() for ln in row) for row in block] for block in layout(lines)]
+
+
+def _attach_words(lines: list[TextLine], word_results, scale: float) -> list[TextLine]:
+    """Give each line the engine's word boxes that lie inside it.
+
+    The engine drops lines without word boxes from its word list, so the two lists need not line
+    up by index: each word goes to the line whose box holds the word's centre.
+    """
+    import numpy as np
+
+    found: list[list[Word]] = [[] for _ in lines]
+    for group in word_results:
+        for item in group or ():
+            try:
+                text, _score, box = item
+            except (TypeError, ValueError):
+                continue
+            if box is None or not str(text).strip():
+                continue
+            pts = np.asarray(box, dtype=float) / scale
+            x0, y0, x1, y1 = pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            for i, ln in enumerate(lines):
+                if ln.x0 - 2 <= cx <= ln.x1 + 2 and ln.y0 - 2 <= cy <= ln.y1 + 2:
+                    found[i].append(Word(float(x0), float(y0), float(x1), float(y1), str(text).strip()))
+                    break
+    out = []
+    for ln, ws in zip(lines, found, strict=True):
+        ws.sort(key=lambda w: w.x0)
+        # Keep the engine's words only when they spell the whole line; else estimate them.
+        if ws and "".join(w.text for w in ws).replace(" ", "") == ln.text.replace(" ", ""):
+            out.append(replace(ln, words=tuple(ws)))
+        else:
+            out.append(ln)
+    return out
 
 
 # --- backend ----------------------------------------------------------------------------------
@@ -296,12 +372,15 @@ class OcrBackend(ModelBackend):
         with self._lock:
             self._engine = None
 
-    def recognise(self, pixels, *, maybe_upside_down: bool = False) -> list[TextLine]:
+    def recognise(self, pixels, *, maybe_upside_down: bool = False, words: bool = False) -> list[TextLine]:
         """All text lines of an RGB image (H x W x 3 uint8), in image pixel coordinates.
 
         `maybe_upside_down` runs the engine's 0/180-degree line classifier: worth it for a camera
         photo of a page held upside down, harmful on screens, where text is always upright and
         the classifier now and then turns a clean line over and garbles it.
+
+        `words` also finds each word's box (from where the recogniser placed its characters), for
+        pointing at a single word; it costs a little time per line.
         """
         import numpy as np
 
@@ -316,7 +395,10 @@ class OcrBackend(ModelBackend):
             pixels = cv2.resize(pixels, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         bgr = np.ascontiguousarray(pixels[..., ::-1])  # the engine takes OpenCV's channel order
         with self._lock:  # one recognition at a time: the engine keeps per-call state
-            result = self._engine(bgr, use_det=True, use_cls=maybe_upside_down, use_rec=True)
+            # Every option is passed on every call: the engine remembers the last call's options.
+            result = self._engine(
+                bgr, use_det=True, use_cls=maybe_upside_down, use_rec=True, return_word_box=words
+            )
         boxes = getattr(result, "boxes", None)
         txts = getattr(result, "txts", None)
         if boxes is None or not txts:
@@ -335,6 +417,8 @@ class OcrBackend(ModelBackend):
                     float(score),
                 )
             )
+        if words:
+            lines = _attach_words(lines, getattr(result, "word_results", None) or (), scale)
         return lines
 
     def generate(self, request: JobRequest, cancel: CancelToken) -> Iterator[str]:

@@ -13,6 +13,8 @@ ISSUE_COMMANDS = [
     "describe_region",
     "describe_pointer",
     "read_text",
+    "explore",
+    "watch",
     "ask_screen_voice",
     "ask_voice",
     "describe_camera",

@@ -1,0 +1,382 @@
+"""Explore mode: the text on a window or the screen as a list to move through and click.
+
+The explore key captures the active window (the screen when no window is active), recognises its
+text with the on-device engine (no model needed) on a thread of its own, and opens a small window
+of Sightline's that takes the keyboard, so the arrows reach Sightline without any global keyboard
+grab. The window shows the current item in large text; everything is also spoken:
+
+- Up / Down: the previous / next line; Left / Right: the previous / next word;
+- Ctrl+Up / Ctrl+Down or Page Up / Page Down: the previous / next block (a paragraph, a button);
+- Home / End: the first / last line; Space says the current item again; F1 says the keys;
+- typing text (or Ctrl+F) opens Find: Enter goes to the best match and says it, F3 the next one;
+- Enter moves the pointer to the centre of the current item and clicks it, Shift+Enter
+  right-clicks; explore mode then ends, since the screen has changed;
+- Escape leaves.
+
+The window is never in its own picture: the capture is made before it opens, and captures leave
+Sightline's windows out anyway (app/ui/own_windows.py). It hides itself before clicking, so the
+click lands on the application underneath.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, QRect, Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QGuiApplication
+from PySide6.QtWidgets import QLabel, QLineEdit, QVBoxLayout, QWidget
+
+from app.core.errors import CaptureError, SightlineError
+from app.inference.screen_map import Item, ScreenMap
+from app.ui.theme import DEFAULT_FONT_PT, clamp_font_pt
+
+log = logging.getLogger(__name__)
+
+WINDOW_TITLE = "Sightline explore"
+KEYS_HELP = (
+    "Up and Down arrows move by line, Left and Right by word, Page Up and Page Down by block, "
+    "Home and End to the first and last line. Type to find text. Enter clicks, Shift and Enter "
+    "right-clicks, Escape leaves."
+)
+CLICK_DELAY_MS = 200  # time for the explore window to disappear before the click
+
+
+def pointer_click(x: int, y: int, button: str = "left") -> None:
+    """Move the pointer to (x, y) in screen pixels and click there (X11, Windows, macOS)."""
+    try:
+        from pynput.mouse import Button, Controller
+    except Exception as exc:  # noqa: BLE001 - no pointer control here: say so
+        raise SightlineError("Sightline cannot move the pointer on this system.", detail=str(exc)) from exc
+    mouse = Controller()
+    mouse.position = (int(x), int(y))
+    mouse.click(Button.right if button == "right" else Button.left)
+
+
+class ExploreWindow(QWidget):
+    """The explore window: takes the keyboard while exploring. `announce(text)` speaks."""
+
+    closed = Signal()
+    clickRequested = Signal(int, int, str, str)  # x, y, button, text
+
+    def __init__(
+        self,
+        screen_map: ScreenMap,
+        announce: Callable[[str], None],
+        *,
+        font_pt: int = DEFAULT_FONT_PT,
+        parent: QWidget | None = None,
+    ):
+        flags = Qt.WindowType.Window | Qt.WindowType.WindowStaysOnTopHint
+        super().__init__(parent, flags)
+        self.map = screen_map
+        self._announce = announce
+        self._done = False
+        self.setObjectName("exploreWindow")
+        self.setWindowTitle(WINDOW_TITLE)
+        self.setAccessibleName("Explore the screen")
+        self.setAccessibleDescription(KEYS_HELP)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+
+        big = QFont(self.font())
+        big.setPointSize(clamp_font_pt(font_pt))
+        self.item_label = QLabel("", self)
+        self.item_label.setObjectName("exploreItem")
+        self.item_label.setAccessibleName("Current item")
+        self.item_label.setFont(big)
+        self.item_label.setWordWrap(True)
+        self.where_label = QLabel("", self)
+        self.where_label.setObjectName("exploreWhere")
+        self.where_label.setAccessibleName("Where it is")
+        self.find_edit = QLineEdit(self)
+        self.find_edit.setObjectName("exploreFind")
+        self.find_edit.setAccessibleName("Find text")
+        self.find_edit.setPlaceholderText("Find text, then Enter")
+        self.find_edit.setFont(big)
+        self.find_edit.hide()
+        self.find_edit.installEventFilter(self)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.item_label)
+        layout.addWidget(self.where_label)
+        layout.addWidget(self.find_edit)
+        self.resize(760, 160)
+
+    # -- showing ---------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Show, take the keyboard and say what is there."""
+        self._place()
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        self.setFocus(Qt.FocusReason.ActiveWindowFocusReason)
+        lines = len(self.map)
+        intro = f"Exploring: {lines} line{'s' if lines != 1 else ''}. "
+        self._show(self.map.current, intro)
+
+    def _place(self) -> None:
+        """On the explored screen, at the bottom, or the top when the current item is low down."""
+        area = self.map.area
+        screen = QGuiApplication.screenAt(QRect(area.x, area.y, area.width, area.height).center())
+        screen = screen or QGuiApplication.primaryScreen()
+        geo = screen.availableGeometry()
+        w = min(self.width(), geo.width())
+        h = self.sizeHint().height() if self.sizeHint().height() > self.height() else self.height()
+        item = self.map.current
+        low = item is not None and item.center[1] > geo.center().y()
+        y = geo.top() + 20 if low else geo.bottom() - h - 40
+        self.setGeometry(geo.left() + (geo.width() - w) // 2, y, w, h)
+
+    def _show(self, item: Item | None, lead: str = "", tail: str = "") -> None:
+        """Show the item and say it, in one utterance with `lead` before and `tail` after it."""
+        if item is None:
+            self.item_label.setText("")
+            self.where_label.setText("")
+            self._announce(lead + "I found no text here. Press Escape to leave.")
+            return
+        self.item_label.setText(item.text)
+        self.where_label.setText(self.map.where(item))
+        self._announce(lead + self.map.spoken(item) + (f". {tail}" if tail else ""))
+
+    def _moved(self, item: Item | None, edge: str) -> None:
+        if item is None:
+            self._announce(edge)
+        else:
+            self._show(item)
+            if self.isVisible():
+                self._place()
+
+    # -- keys ------------------------------------------------------------------------------------
+
+    def keyPressEvent(self, event):  # noqa: N802 (Qt override)
+        key, mods = event.key(), event.modifiers()
+        ctrl = bool(mods & Qt.KeyboardModifier.ControlModifier)
+        shift = bool(mods & Qt.KeyboardModifier.ShiftModifier)
+        m = self.map
+        K = Qt.Key
+        if key == K.Key_Escape:
+            self.leave()
+        elif key in (K.Key_Up, K.Key_Down) and ctrl:
+            self._moved(m.move_block(-1 if key == K.Key_Up else 1), "No more blocks.")
+        elif key in (K.Key_PageUp, K.Key_PageDown):
+            self._moved(m.move_block(-1 if key == K.Key_PageUp else 1), "No more blocks.")
+        elif key == K.Key_Up:
+            self._moved(m.move_line(-1), "Top.")
+        elif key == K.Key_Down:
+            self._moved(m.move_line(1), "Bottom.")
+        elif key == K.Key_Left:
+            self._moved(m.move_word(-1), "Top.")
+        elif key == K.Key_Right:
+            self._moved(m.move_word(1), "Bottom.")
+        elif key == K.Key_Home:
+            self._moved(m.first(), "Top.")
+        elif key == K.Key_End:
+            self._moved(m.last(), "Bottom.")
+        elif key in (K.Key_Return, K.Key_Enter):
+            self.click("right" if shift else "left")
+        elif key == K.Key_F3:
+            self._find_next()
+        elif key == K.Key_F1:
+            self._announce(KEYS_HELP)
+        elif key == K.Key_Space and not ctrl:
+            self._show(m.current)
+        elif key == K.Key_F and ctrl:
+            self._open_find("")
+        elif event.text() and event.text().isprintable() and not ctrl:
+            self._open_find(event.text())
+        else:
+            super().keyPressEvent(event)
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt override)
+        from PySide6.QtCore import QEvent
+
+        if obj is self.find_edit and event.type() == QEvent.Type.KeyPress:
+            if event.key() == Qt.Key.Key_Escape:
+                self._close_find()
+                self._announce("Find closed.")
+                return True
+            if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                # Taken here: QLineEdit passes Enter on to its parent, where it would click.
+                self._find_entered()
+                return True
+        return super().eventFilter(obj, event)
+
+    # -- find ------------------------------------------------------------------------------------
+
+    def _open_find(self, first: str) -> None:
+        self.find_edit.show()
+        self.find_edit.setText(first)
+        self.find_edit.setFocus(Qt.FocusReason.OtherFocusReason)
+        if not first:
+            self._announce("Find: type text, then Enter.")
+
+    def _close_find(self) -> None:
+        self.find_edit.hide()
+        self.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _find_entered(self) -> None:
+        query = self.find_edit.text().strip()
+        self._close_find()
+        if not query:
+            return
+        self.find(query)
+
+    def find(self, query: str) -> Item | None:
+        """Go to the best match for `query` and say it (it is not clicked: Enter does that)."""
+        item = self.map.find(query)
+        if item is None:
+            self._announce(f"Nothing like {query} here.")
+            return None
+        count = self.map.match_count
+        more = f" {count - 1} more with F3." if count > 1 else ""
+        self._show(item, tail=f"Enter clicks it.{more}")
+        self._place()
+        return item
+
+    def _find_next(self) -> None:
+        if not self.map.query:
+            self._open_find("")
+            return
+        item = self.map.find_next()
+        if item is None:
+            self._announce(f"Nothing like {self.map.query} here.")
+        else:
+            self._show(item)
+
+    # -- acting ----------------------------------------------------------------------------------
+
+    def click(self, button: str = "left") -> None:
+        """Hide, then click the centre of the current item (right-click for "right")."""
+        item = self.map.current
+        if item is None:
+            self._announce("There is nothing to click.")
+            return
+        x, y = item.center
+        text = " ".join(item.text.split())
+        self._announce(f"{'Right-clicking' if button == 'right' else 'Clicking'} {text}.")
+        self._done = True
+        self.hide()
+        # Let the window disappear from the screen before the click, so the click reaches the
+        # application under it.
+        QTimer.singleShot(CLICK_DELAY_MS, lambda: self._emit_click(x, y, button, text))
+
+    def _emit_click(self, x: int, y: int, button: str, text: str) -> None:
+        self.clickRequested.emit(x, y, button, text)
+        self.close()
+
+    def leave(self) -> None:
+        self._done = True
+        self._announce("Left explore mode.")
+        self.close()
+
+    def closeEvent(self, event):  # noqa: N802 (Qt override)
+        self.closed.emit()
+        super().closeEvent(event)
+
+
+class _Relay(QObject):
+    """Recognition thread -> GUI thread: the finished map or a failure sentence, queued."""
+
+    done = Signal(int, object)  # request number, ScreenMap
+    failed = Signal(int, str)
+
+
+class ExploreController(QObject):
+    """The explore command: capture, recognise off the GUI thread, open the window, click."""
+
+    opened = Signal(object)  # the ExploreWindow
+    clicked = Signal(int, int, str, str)
+
+    def __init__(
+        self,
+        announce: Callable[[str], None],
+        report_error: Callable[[str], None],
+        *,
+        ocr=None,
+        click: Callable[[int, int, str], None] = pointer_click,
+        font_pt: int = DEFAULT_FONT_PT,
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self._announce = announce
+        self._report_error = report_error
+        self._ocr = ocr
+        self._click = click
+        self.font_pt = font_pt
+        self.window: ExploreWindow | None = None
+        self._request = 0
+        self._relay = _Relay(self)
+        self._relay.done.connect(self._on_done)
+        self._relay.failed.connect(self._on_failed)
+
+    def start(self) -> None:
+        """Explore the active window, or the screen when no window is active."""
+        from app.capture import screen
+
+        self.close()
+        try:
+            image, what = screen.capture_active_window(), "window"
+        except CaptureError:
+            image, what = screen.capture_screen(), "screen"
+        self.explore_image(image, what)
+
+    def explore_image(self, image, what: str = "screen") -> None:
+        """Recognise `image` (an ImageInput with its screen bounds) on a thread, then explore it."""
+        from app.jobs.watch import shared_ocr_backend
+
+        self._request += 1
+        request = self._request
+        ocr = self._ocr or shared_ocr_backend()
+        relay = self._relay
+        self._announce(f"Reading the {what}.")
+
+        def work() -> None:  # recognition thread: results go back through queued signals
+            try:
+                lines = ocr.recognise(image.pixels, words=True)
+                relay.done.emit(request, ScreenMap.from_ocr(lines, image.bounds, (image.width, image.height)))
+            except SightlineError as exc:
+                relay.failed.emit(request, exc.sentence)
+            except Exception as exc:  # noqa: BLE001 - a sentence, never a traceback
+                log.exception("explore recognition failed")
+                relay.failed.emit(request, f"Reading the screen failed ({type(exc).__name__}).")
+
+        threading.Thread(target=work, name="sightline-explore", daemon=True).start()
+
+    def close(self) -> None:
+        self._request += 1  # a recognition still running is no longer wanted
+        if self.window is not None:
+            window, self.window = self.window, None
+            window._done = True
+            window.close()
+
+    def _on_done(self, request: int, screen_map: ScreenMap) -> None:
+        if request != self._request:
+            return
+        window = ExploreWindow(screen_map, self._announce, font_pt=self.font_pt)
+        window.clickRequested.connect(self._do_click)
+        window.closed.connect(lambda: self._forget(window))
+        self.window = window
+        window.open()
+        self.opened.emit(window)
+
+    def _forget(self, window: ExploreWindow) -> None:
+        if self.window is window:
+            self.window = None
+
+    def _on_failed(self, request: int, sentence: str) -> None:
+        if request == self._request:
+            self._report_error(sentence)
+
+    def _do_click(self, x: int, y: int, button: str, text: str) -> None:
+        try:
+            self._click(x, y, button)
+        except SightlineError as exc:
+            self._report_error(exc.sentence)
+            return
+        except Exception as exc:  # noqa: BLE001
+            log.exception("click failed")
+            self._report_error(f"The click did not work ({type(exc).__name__}).")
+            return
+        self.clicked.emit(x, y, button, text)
