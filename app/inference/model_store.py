@@ -238,6 +238,21 @@ class _Findings:
         return tuple(FileProblem(rel, problem) for rel, problem in self.problems.items())
 
 
+def _shape_known_good(path: Path, entry: object) -> bool:
+    """True when the file's content hashes to a version whose structure was checked after its
+    download (the shape is a function of the content): parsing a 15 MB tokenizer.json at every
+    start is then not needed, only hashing it (milliseconds)."""
+    if not isinstance(entry, dict):
+        return False
+    oid = str(entry.get("oid") or "")
+    return (
+        _HEX40.fullmatch(oid) is not None
+        and entry.get("shape_ok") == oid
+        and not entry.get("sha256")
+        and recorded_problem(path, entry) is None
+    )
+
+
 def _check_weights(folder: Path, found: _Findings) -> list[str]:
     """The index and the shards it names (or a single model.safetensors); returns the shard list."""
     headers: dict[str, SafetensorsHeader] = {}
@@ -323,21 +338,23 @@ def inspect_model_folder(folder: Path) -> FolderReport:
             if problem is None and not read_safetensors_header(folder / weights_rel).tensors:
                 problem = "holds no tensors"
             found.damaged(weights_rel, problem)
+    marker = _read_marker(folder)
+    files = marker.get("files") if isinstance(marker.get("files"), dict) else {}
     for rel in JSON_SHAPES:
         if (folder / rel).is_file():
-            found.damaged(rel, json_problem(folder, rel))
+            if _shape_known_good(folder / rel, files.get(rel)):
+                found.checked.add(rel)  # these very bytes passed the checks before
+            else:
+                found.damaged(rel, json_problem(folder, rel))
     # the chat template: chat_template.jinja (the manifest's) or chat_template.json (some
     # conversions write that one); either, or none (the tokenizer config may carry it)
     if (folder / "chat_template.jinja").is_file():
         found.damaged("chat_template.jinja", text_problem(folder / "chat_template.jinja"))
 
     # what the download recorded from the server: sizes and the small files' git blob ids
-    marker = _read_marker(folder)
-    files = marker.get("files")
-    if isinstance(files, dict):
-        for rel, entry in files.items():
-            if isinstance(entry, dict) and (folder / str(rel)).is_file():
-                found.damaged(str(rel), recorded_problem(folder / str(rel), entry))
+    for rel, entry in files.items():
+        if isinstance(entry, dict) and (folder / str(rel)).is_file():
+            found.damaged(str(rel), recorded_problem(folder / str(rel), entry))
     for rel, problem in _recorded_damage(folder, marker).items():
         found.damaged(rel, problem)
 
@@ -1121,6 +1138,21 @@ class _Download:
             )
         return shards
 
+    def note_shapes_checked(self, report: FolderReport) -> None:
+        """Record which small files' content passed the structure checks, so later checks of
+        the same bytes need only hash them."""
+        damaged = set(report.damaged_files)
+        changed = False
+        for rf in self.files:
+            entry = self.marker.get("files", {}).get(rf.path)
+            if rf.path in JSON_SHAPES and rf.path not in damaged and isinstance(entry, dict):
+                oid = entry.get("oid")
+                if oid and not rf.sha256 and entry.get("shape_ok") != oid:
+                    entry["shape_ok"] = oid
+                    changed = True
+        if changed:
+            _write_marker(self.dest, self.marker)
+
     def run(self) -> None:
         # config.json first, then what was already fetched to choose the shards (the index),
         # then the small files, the weights last
@@ -1252,6 +1284,8 @@ def download_model(
             job.run()
         except OSError as exc:  # network errors are handled inside; these are the disk's
             raise _write_failed(dest, exc) from exc
+        report = inspect_model_folder(dest)
+        job.note_shapes_checked(report)
         log.info(
             "model download complete: %s@%s, %d bytes fetched, %d resumed",
             repo_id,
@@ -1262,7 +1296,6 @@ def download_model(
     finally:
         lock.release()
         _remove_empty_partial_dir(dest)
-    report = inspect_model_folder(dest)
     fetched = {f.path for f in job.files}
     server_side = [p for p in report.problems if p.path in fetched]
     if report.state is ModelState.CORRUPT and server_side:

@@ -520,3 +520,19 @@ def test_status_and_verify_agree(downloaded, tmp_path, name, rel, damage, expect
         assert verify.sentence.endswith("Run sightline model download to repair the model.")
     if expected == "incomplete":
         assert "resume" in status["sentence"]
+
+
+def test_a_checked_tokenizer_is_only_hashed_at_later_starts(hub, dest, monkeypatch):
+    ms.download_model(dest)
+    marker = json.loads((dest / ms.MARKER_NAME).read_text())
+    assert marker["files"]["tokenizer.json"]["shape_ok"] == marker["files"]["tokenizer.json"]["oid"]
+
+    def no_parsing(folder, rel):
+        raise AssertionError(f"{rel} was parsed again")
+
+    monkeypatch.setattr(ms, "json_problem", no_parsing)
+    assert ms.inspect_model_folder(dest).state is ModelState.READY
+    # other bytes are parsed (and hashed) again
+    _flip_one_byte(dest / "tokenizer.json", at=3)
+    with pytest.raises(AssertionError, match="tokenizer.json was parsed again"):
+        ms.inspect_model_folder(dest)
