@@ -835,13 +835,13 @@ class ServerClient:
         deadline = time.monotonic() + self.timeouts.turn
         with _Exchange(cancel, self.timeouts, deadline) as ex:
             self._connect(ex, cancel)
+            ex.request_sent()
             try:
                 ex.conn.request(
                     "GET",
                     self.address.base_path + endpoint,
                     headers=self._headers(json_body=False, stream=False),
                 )
-                ex.request_sent()
                 resp = ex.conn.getresponse()
                 raw = resp.read(8 * 1024 * 1024)
             except Exception as exc:  # noqa: BLE001
@@ -882,11 +882,11 @@ class ServerClient:
             with _Exchange(cancel, self.timeouts, turn_deadline) as ex:
                 self._connect(ex, cancel)
                 state.timings.connected = state.mark()
+                ex.request_sent()  # sending a large body to a server that does not read it counts too
                 try:
                     ex.conn.request(
                         "POST", path, body=body, headers=self._headers(json_body=True, stream=True)
                     )
-                    ex.request_sent()
                     resp = ex.conn.getresponse()
                 except Exception as exc:  # noqa: BLE001
                     if ex.stopped:
