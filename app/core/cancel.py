@@ -14,7 +14,8 @@ class CancelToken:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason = ""
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler on the main thread may cancel while that thread is in here.
+        self._lock = threading.RLock()
         self._callbacks: list[Callable[[], None]] = []
 
     def cancel(self, reason: str = "") -> None:
@@ -35,12 +36,13 @@ class CancelToken:
         Returns a function that unregisters it.
         """
         with self._lock:
-            if not self._event.is_set():
-                self._callbacks.append(callback)
-                registered = True
-            else:
-                registered = False
-        if not registered:
+            self._callbacks.append(callback)
+            # Cancelled before this call (or by a signal handler between the two lines above, which
+            # already took and ran the list): run it here, unless that cancel ran it.
+            late = self._event.is_set() and callback in self._callbacks
+            if late:
+                self._callbacks.remove(callback)
+        if late:
             callback()
 
         def remove() -> None:

@@ -9,6 +9,10 @@ Each case of tests/fakes/vllm_server.FAULTY_SERVERS runs against the remote back
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -26,7 +30,7 @@ from tests.fakes.vllm_server import (
     Fault,
     FaultCase,
 )
-from tests.integration.test_cli import sightline
+from tests.integration.test_cli import ROOT, sightline
 
 FIRST, IDLE, TURN = FAULT_TIMEOUTS
 QUESTION = JobRequest(Task.ASK_SPOKEN, question="Tell me about rivers.")
@@ -197,3 +201,37 @@ def test_the_cli_never_hangs_on_a_faulty_server(fast_limits, case: FaultCase):
     assert "Traceback" not in proc.stderr
     assert case.sentence in proc.stderr, proc.stderr
     assert took < 30, took
+
+
+@pytest.mark.parametrize(
+    "fault", [Fault(keepalive_after=0), Fault(stall_after=3)], ids=["keep-alive", "stall"]
+)
+def test_ctrl_c_ends_the_cli_on_a_stalled_server_with_130(fault, sightline_home):
+    with FakeVllmServer(default_fault=fault) as server:
+        env = dict(os.environ, SIGHTLINE_HOME=str(sightline_home))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "ask", "Tell me about rivers.", "--backend", "remote"]
+            + ["--server", server.url],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not server.chat_requests() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.chat_requests(), "the CLI never asked the server"
+            time.sleep(0.5)  # stalled now, with no limit near (30 s by default)
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=10)
+            took = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 130, (proc.returncode, out, err)
+    assert "Traceback" not in err
+    assert took < 2.0, took
