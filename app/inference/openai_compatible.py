@@ -70,6 +70,7 @@ INSECURE_HTTP_REASON = (
     "plain http to another computer is refused; use an https address, or allow insecure http in the settings"
 )
 
+_LOOKUP_TIMEOUT = 20.0  # seconds for the system's name lookup
 _MAX_LINE = 1 << 20  # one SSE line; vLLM's chunks are a few hundred bytes
 _MAX_ERROR_BODY = 64 * 1024
 _USER_AGENT = "Sightline"
@@ -590,11 +591,46 @@ class ServerClient:
                 self._ssl_context = ctx
             return self._ssl_context
 
-    def _resolve(self) -> list[tuple[int, tuple]]:
+    def _lookup(self, cancel: CancelToken) -> list[tuple[int, tuple]]:
+        """The resolver's answer. A name lookup runs on a helper thread, so Stop need not wait for DNS."""
+        a = self.address
+        try:
+            ipaddress.ip_address(a.host.split("%", 1)[0])
+            literal = True
+        except ValueError:
+            literal = False
+        if literal or self.resolver is not system_resolver:
+            return self.resolver(a.host, a.port)
+        box: dict[str, object] = {}
+        done = threading.Event()
+
+        def lookup() -> None:  # the answer is handed back through `box` and the event
+            try:
+                box["found"] = self.resolver(a.host, a.port)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=lookup, name="sightline-resolve", daemon=True).start()
+        remove = cancel.add_callback(done.set)
+        try:
+            finished = done.wait(_LOOKUP_TIMEOUT)
+        finally:
+            remove()
+        if "found" in box:
+            return box["found"]  # type: ignore[return-value]
+        if "error" in box:
+            raise box["error"]  # type: ignore[misc]
+        if cancel.cancelled:
+            raise Cancelled()
+        raise socket.gaierror(f"no answer from DNS within {_LOOKUP_TIMEOUT:g} s" if not finished else "")
+
+    def _resolve(self, cancel: CancelToken) -> list[tuple[int, tuple]]:
         """Every address of the server, checked: plain http goes only to this computer unless allowed."""
         a = self.address
         try:
-            found = self.resolver(a.host, a.port)
+            found = self._lookup(cancel)
         except (OSError, UnicodeError) as exc:
             raise self._connect_error(
                 exc if isinstance(exc, OSError) else socket.gaierror(str(exc))
@@ -614,7 +650,7 @@ class ServerClient:
     def _open_socket(self, ex: _Exchange, cancel: CancelToken) -> None:
         """Connect to one of the checked addresses (never by name again), then TLS; cancellable."""
         a = self.address
-        found = self._resolve()
+        found = self._resolve(cancel)
         last: BaseException | None = None
         sock: socket.socket | None = None
         for family, sockaddr in found:
@@ -987,7 +1023,7 @@ class ServerClient:
                                 yield content
                             raise ServerError(
                                 f"{name} sent a far longer answer than Sightline asked for, so it was "
-                                "cut short. What came before is kept.",
+                                "cut short. What came before it is kept.",
                                 detail=f"the answer passed {max_chars} characters",
                             )
                         chars += len(content)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -235,3 +236,23 @@ def test_ctrl_c_ends_the_cli_on_a_stalled_server_with_130(fault, sightline_home)
     assert proc.returncode == 130, (proc.returncode, out, err)
     assert "Traceback" not in err
     assert took < 2.0, took
+
+
+def test_stop_while_the_name_lookup_hangs(monkeypatch):
+    release = threading.Event()
+
+    def slow_dns(*args, **kwargs):
+        release.wait(30)  # a DNS server that does not answer
+        raise socket.gaierror("timed out")
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_dns)
+    backend = OpenAICompatibleBackend("https://gpu.school.example/v1", base_model=BASE_MODEL)
+    cancel = CancelToken()
+    run = Run(backend, cancel)
+    time.sleep(0.3)
+    stop = time.monotonic()
+    cancel.cancel("stop")
+    run.join(5)
+    release.set()
+    assert isinstance(run.error, Cancelled), run.error
+    assert run.ended_at - stop < 1.0
