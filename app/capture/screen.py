@@ -342,8 +342,13 @@ def capture_region(x: int, y: int, width: int, height: int) -> ImageInput:
     return _grab(*clipped, source="region", note=note)
 
 
-def capture_pointer(side: int | None = None, settings: Settings | None = None) -> ImageInput:
-    """A square around the mouse pointer (side from Settings.pointer_box), kept on its monitor."""
+def capture_pointer(
+    side: int | None = None, settings: Settings | None = None, whole_words: bool = True
+) -> ImageInput:
+    """A square around the mouse pointer (side from Settings.pointer_box), kept on its monitor.
+
+    With `whole_words` the box grows to whole words and lines where text crosses its edges
+    (see _grow_to_words), so "Quarterly Budget Report" is not read as "terly Budget Rep"."""
     if side is None:
         side = (settings or Settings()).pointer_box
     side = int(side)
@@ -356,7 +361,139 @@ def capture_pointer(side: int | None = None, settings: Settings | None = None) -
     # Centre the box on the pointer, then slide it back onto the monitor near an edge.
     x = min(max(px - w // 2, m.x), m.x + m.width - w)
     y = min(max(py - h // 2, m.y), m.y + m.height - h)
-    return _grab(x, y, w, h, "pointer")
+    if not whole_words:
+        return _grab(x, y, w, h, "pointer")
+    # Grab a margin around the box once, find where words and lines end, and cut that out.
+    mx, my = max(w, 32), max(h // 2, 16)
+    ox0, oy0 = max(m.x, x - mx), max(m.y, y - my)
+    ox1, oy1 = min(m.x + m.width, x + w + mx), min(m.y + m.height, y + h + my)
+    outer = _grab(ox0, oy0, ox1 - ox0, oy1 - oy0, "pointer")
+    sx = outer.width / (ox1 - ox0)
+    sy = outer.height / (oy1 - oy0)
+    inner = (
+        round((x - ox0) * sx),
+        round((y - oy0) * sy),
+        round((x + w - ox0) * sx),
+        round((y + h - oy0) * sy),
+    )
+    x0, y0, x1, y1 = _grow_to_words(outer.pixels, inner)
+    import numpy as np
+
+    pixels = np.ascontiguousarray(outer.pixels[y0:y1, x0:x1])
+    b = outer.bounds
+    return ImageInput(
+        pixels, "pointer", Bounds(b.x + x0, b.y + y0, x1 - x0, y1 - y0), captured_at=outer.captured_at
+    )
+
+
+def _ink(pixels):
+    """True where a pixel stands out from the background (the commonest grey level)."""
+    import numpy as np
+
+    gray = pixels.astype(np.int16).sum(axis=2) // 3
+    counts = np.bincount(gray.ravel() // 8, minlength=32)
+    background = int(np.argmax(counts)) * 8 + 4
+    return np.abs(gray - background) > 40
+
+
+def _cuts(inked, edge: int, gap: int) -> bool:
+    """Whether an edge between positions edge-1 and edge cuts through something: it does unless it
+    lies in a run of at least `gap` empty positions (a space between words or lines)."""
+    before = 0
+    while before < gap and edge - 1 - before >= 0 and not inked[edge - 1 - before]:
+        before += 1
+    after = 0
+    while after < gap and edge + after < len(inked) and not inked[edge + after]:
+        after += 1
+    touches = (edge - 1 - before >= 0 and inked[edge - 1 - before]) or (
+        edge + after < len(inked) and inked[edge + after]
+    )
+    return bool(touches) and before + after < gap
+
+
+def _bands(rows, y0: int, y1: int) -> list[tuple[int, int]]:
+    """The runs of inked rows between y0 and y1: the lines of text, as (first, end) pairs."""
+    bands, start = [], None
+    for y in range(y0, y1):
+        if rows[y] and start is None:
+            start = y
+        elif not rows[y] and start is not None:
+            bands.append((start, y))
+            start = None
+    if start is not None:
+        bands.append((start, y1))
+    return bands
+
+
+def _grow_to_words(pixels, inner: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The box `inner` (x0, y0, x1, y1 in `pixels`) grown to whole lines, then whole words.
+
+    An edge that cuts through ink moves outward until it reaches a gap: a few ink-free rows (the
+    space between lines) or columns (the space between words, wider than between letters). An edge
+    that finds no gap within the grabbed margin stays where it was (a border, a long rule or a
+    picture, not a word), and so does the whole box where most of it is "ink" (a photo)."""
+    x0, y0, x1, y1 = inner
+    ink = _ink(pixels)
+    height, width = ink.shape
+    if ink.mean() > 0.45:
+        return inner
+    row_gap = 3
+
+    def rows_inked(a: int, b: int):
+        return ink[:, a:b].any(axis=1)
+
+    rows = ink[:, x0:x1].any(axis=1)
+    if y0 > 0 and _cuts(rows, y0, row_gap):
+        y = y0
+        while y > 0 and rows[max(0, y - row_gap) : y].any():
+            y -= 1
+        y0 = y if y > 0 else y0  # no gap within the margin: a border or a picture, not a line
+    if y1 < height and _cuts(rows, y1, row_gap):
+        y = y1
+        while y < height and rows[y : y + row_gap].any():
+            y += 1
+        y1 = y if y < height else y1
+    # Each line of text on its own: a word cut by an edge ends where that line has a gap, and a
+    # space between words is wider than a fifth of the line's height. Widening for one line can
+    # cut a word on another, so repeat until no edge cuts a word.
+    bands = _bands(rows, y0, y1)
+    for _ in range(8):
+        left, right = x0, x1
+        for a, b in bands:
+            cols = ink[a:b].any(axis=0)
+            col_gap = max(4, round(0.2 * (b - a)))
+            if x0 > 0 and _cuts(cols, x0, col_gap):
+                x = x0
+                while x > 0 and cols[max(0, x - col_gap) : x].any():
+                    x -= 1
+                if x > 0:  # no gap within the margin: not a word
+                    left = min(left, x)
+            if x1 < width and _cuts(cols, x1, col_gap):
+                x = x1
+                while x < width and cols[x : x + col_gap].any():
+                    x += 1
+                if x < width:
+                    right = max(right, x)
+        if (left, right) == (x0, x1):
+            break
+        x0, x1 = left, right
+
+    # A line at the top or bottom whose word could not be completed within the margin is left
+    # out, rather than read cut; the line under the pointer always stays.
+    def still_cut(band: tuple[int, int]) -> bool:
+        a, b = band
+        cols = ink[a:b].any(axis=0)
+        gap = max(4, round(0.2 * (b - a)))
+        return (x0 > 0 and _cuts(cols, x0, gap)) or (x1 < width and _cuts(cols, x1, gap))
+
+    centre = (inner[1] + inner[3]) // 2
+    while len(bands) > 1 and bands[-1][0] > centre and still_cut(bands[-1]):
+        dropped = bands.pop()
+        y1 = min(bands[-1][1] + row_gap, dropped[0])
+    while len(bands) > 1 and bands[0][1] <= centre and still_cut(bands[0]):
+        dropped = bands.pop(0)
+        y0 = max(bands[0][0] - row_gap, dropped[1])
+    return x0, y0, x1, y1
 
 
 def capture_active_window() -> ImageInput:

@@ -355,3 +355,34 @@ def test_sightline_windows_are_painted_over_in_every_mode(window):
     # A capture of nothing but Sightline's own window is refused with a sentence.
     with pytest.raises(CaptureError, match="only Sightline's own window"):
         screen.capture_region(gx + 10, gy + 10, 40, 40)
+
+
+@pytest.mark.display
+def test_pointer_box_grows_to_whole_words_and_lines(window):
+    """A box that cuts "First line of large text" mid-word is widened to the word gaps and read
+    whole; without the growth the same box reads cut words."""
+    from app.core.cancel import CancelToken
+    from app.inference.ocr import OcrBackend
+    from tests.fixtures.screens_layout import LINES, TITLE
+
+    _raise(window)
+    px, py = window.phys(40 + 150, 120 + 25)  # inside the first line, near the middle of "large"
+    _move_pointer(px, py)
+    cut = screen.capture_pointer(side=160, whole_words=False)
+    grown = screen.capture_pointer(side=160)
+    b, c = grown.bounds, cut.bounds
+    assert b.x < c.x and b.x + b.width > c.x + c.width  # wider on both sides
+    assert b.y <= py < b.y + b.height  # the line under the pointer is in it
+
+    ocr = OcrBackend()
+    ocr.load(CancelToken())
+    words = {w.lower() for line in (TITLE, *LINES) for w in line.split()}
+
+    def read(shot) -> list[str]:
+        return [w.lower() for line in ocr.recognise(shot.pixels) for w in line.text.split()]
+
+    read_grown = read(grown)
+    assert "first" in read_grown and "large" in read_grown, read_grown
+    assert [w for w in read_grown if w not in words] == []  # no fragments such as "irst"
+    read_cut = read(cut)
+    assert any(w not in words for w in read_cut), read_cut  # the plain box does cut words
