@@ -2,7 +2,7 @@
 
 Against the loopback fake vLLM server (no model, so the server's own time is near zero), for a
 1920x1080 screenshot question and a 5-second spoken question, it measures in one run:
-- encoding: image (JPEG at the quality setting, PNG) downscaled to the detail level, audio WAV,
+- encoding: image (JPEG at the quality setting, PNG) scaled for the detail level, audio WAV,
   and the whole JSON body;
 - the raw exchange: the same body POSTed with bare http.client, read to the end;
 - the backend: generate() end to end, and the time from the response's headers to the first
