@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QGuiApplication
@@ -27,6 +28,11 @@ from app.settings.schema import Settings
 from app.speech.manager import Priority
 
 log = logging.getLogger(__name__)
+
+# Quit, from the menu or a signal, ends the process within 2 s whatever the model or server does.
+QUIT_BUDGET_S = 1.5  # for SightlineApp.shutdown
+WORKER_JOIN_S = 1.0  # of that, the longest wait for the inference thread
+QUIT_DEADLINE_S = 1.8  # after this, the quit watchdog ends the process (exit 0, logs flushed)
 
 
 def _instance_name() -> str:
@@ -676,11 +682,18 @@ class SightlineApp(QObject):
         self.say("Sightline is already running.", Priority.NOW)
 
     def shutdown(self) -> None:
-        """Join threads and release devices. Safe to call twice."""
+        """Stop everything within QUIT_BUDGET_S. Safe to call twice.
+
+        Every job and model load is cancelled first, so the worker winds down while the rest is
+        released; anything that must be kept is written before anything that may wait. A worker
+        thread still inside a library call after its share of the budget is left to finish on its
+        own (app.jobs.worker), and the process still ends with exit code 0."""
         if self._shutting_down:
             return
         self._shutting_down = True
+        started = time.monotonic()
         log.info("shutting down")
+        self.worker.cancel_all("quit")
         if self._recorder is not None:
             self._recorder.abort()
         if self._download_cancel is not None:
@@ -690,11 +703,15 @@ class SightlineApp(QObject):
         if getattr(self, "_watch", None) is not None:
             self._watch.shutdown()
         self.controller.stop()
-        self.worker.stop()
+        left = QUIT_BUDGET_S - (time.monotonic() - started)
+        # No unload: the process ends next, which frees the model at once (a collection with
+        # torch loaded takes most of a second).
+        self.worker.stop(timeout_ms=int(max(0.2, min(WORKER_JOIN_S, left - 0.4)) * 1000), unload=False)
         self.earcons.stop_working()
-        self.speech.close()
+        self.speech.close(timeout=max(0.1, min(0.5, QUIT_BUDGET_S - (time.monotonic() - started))))
         self.tray.hide()
         self.window.close()
+        log.info("shut down in %.2f s", time.monotonic() - started)
 
 
 class _SignalWaker:
@@ -737,6 +754,33 @@ class _SignalWaker:
         signal.set_wakeup_fd(self._previous_fd)
         self._reader.close()
         self._writer.close()
+
+
+class _QuitWatchdog:
+    """Once quitting has begun, the process ends within QUIT_DEADLINE_S even if some release step
+    hangs in a call that does not return: logs and streams are flushed, then it leaves with 0.
+    Disarmed when run_app returns normally."""
+
+    def __init__(self) -> None:
+        self._timer: threading.Timer | None = None
+
+    def arm(self) -> None:
+        if self._timer is None:
+            from app.jobs.worker import exit_without_teardown
+
+            self._timer = threading.Timer(QUIT_DEADLINE_S, self._fire, args=(exit_without_teardown,))
+            self._timer.name = "sightline-quit-watchdog"
+            self._timer.daemon = True
+            self._timer.start()
+
+    @staticmethod
+    def _fire(exit_now) -> None:
+        log.warning("quitting took longer than %.1f s; leaving now", QUIT_DEADLINE_S)
+        exit_now()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def _claim_single_instance() -> QLocalServer | None:
@@ -790,6 +834,10 @@ def run_app(argv: list[str] | None = None, on_ready=None) -> int:
         say_without_qt(NO_DISPLAY)
         return ExitCode.DEVICE_ERROR
 
+    from app.session_bus import settle_session_bus
+
+    # Before Qt connects to D-Bus: never autolaunch a bus that would outlive Sightline.
+    log.info("session bus: %s", settle_session_bus())
     qapp = QApplication.instance() or QApplication(argv or sys.argv[:1])
     qapp.setApplicationName("Sightline")
     qapp.setApplicationDisplayName("Sightline")
@@ -812,6 +860,8 @@ def run_app(argv: list[str] | None = None, on_ready=None) -> int:
 
     server.newConnection.connect(on_connection)
     waker = _SignalWaker(qapp)
+    watchdog = _QuitWatchdog()
+    qapp.aboutToQuit.connect(watchdog.arm)  # first: it guards the shutdown that follows
     qapp.aboutToQuit.connect(app.shutdown)
     # The desktop session ending: save nothing special, just shut down cleanly.
     qapp.commitDataRequest.connect(lambda _manager: app.shutdown())
@@ -823,4 +873,12 @@ def run_app(argv: list[str] | None = None, on_ready=None) -> int:
     waker.close()
     app.shutdown()
     server.close()
+    from app.jobs.worker import set_exit_code, skip_teardown_at_exit
+
+    # Everything is released and written: the process may end without the interpreter's teardown
+    # (seconds with torch loaded, and fatal to Qt with an inference thread still running).
+    set_exit_code(code)
+    skip_teardown_at_exit()
+    watchdog.disarm()
+    log.info("the tray app has stopped")
     return code

@@ -5,12 +5,22 @@ only through signals, each tagged with the job id so the controller can drop lat
 job that was superseded. Cancelling is done by setting the job's CancelToken directly from the GUI
 thread: the backend sees it within one decoding step. Jobs still queued behind the running one
 find their token already set and are dropped without running. The thread is never terminated;
-stop() cancels, quits its event loop and joins it.
+stop() cancels, quits its event loop and joins it, for a bounded time.
+
+A thread that does not stop in that time is inside a library call that will not return early (a
+model load in from_pretrained, a socket read, a long CPU kernel). It is left to finish on its own:
+its QThread is kept referenced here so Qt never destroys a running thread (which aborts the
+process), and when the interpreter exits the process leaves with os._exit after flushing the logs
+and standard streams, before Python's teardown could destroy it.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import sys
+import threading
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -21,6 +31,53 @@ from app.inference.registry import BackendRegistry
 from app.inference.runner import JobResult, run_request
 
 log = logging.getLogger(__name__)
+
+# Threads that would not stop in time, with the objects living in them: referenced until the end.
+_ABANDONED: list[tuple[QThread, QObject]] = []
+_exit_state = {"code": 0, "registered": False}
+_exit_lock = threading.Lock()
+
+
+def set_exit_code(code: int) -> None:
+    """The code the process ends with if it leaves without Python's teardown."""
+    _exit_state["code"] = int(code)
+
+
+def abandoned_count() -> int:
+    return len(_ABANDONED)
+
+
+def exit_without_teardown() -> None:
+    """Flush what the user and the log must keep, then end the process at once with the code set
+    by set_exit_code (0 unless told otherwise)."""
+    if _ABANDONED:
+        log.info("leaving with %d inference thread(s) still inside a library call", len(_ABANDONED))
+    log.info("exit %d", _exit_state["code"])
+    logging.shutdown()  # flushes and closes the log file
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed pipe must not stop the exit
+            pass
+    os._exit(_exit_state["code"])
+
+
+def skip_teardown_at_exit() -> None:
+    """When the interpreter exits, end the process with exit_without_teardown.
+
+    atexit runs after the non-daemon threads were joined and before the interpreter tears down
+    its modules. That teardown would drop the last reference to a QThread still running (Qt then
+    aborts: "Destroyed while thread is still running"), and with torch and transformers loaded it
+    takes seconds. Only the tray app asks for this, once its own shutdown has completed."""
+    with _exit_lock:
+        if not _exit_state["registered"]:
+            _exit_state["registered"] = True
+            atexit.register(exit_without_teardown)
+
+
+def _abandon(thread: QThread, obj: QObject) -> None:
+    _ABANDONED.append((thread, obj))
+    skip_teardown_at_exit()
 
 
 class _WorkerObject(QObject):
@@ -115,15 +172,26 @@ class InferenceWorker(QObject):
         self._preload.emit(token)
         return token
 
-    def stop(self, timeout_ms: int = 10_000) -> bool:
-        """Cancel everything, free the model, quit the thread and join it."""
+    def cancel_all(self, reason: str = "quit") -> None:
+        """Set every token at once: the running job or load stops at its next check."""
         for token in self._tokens:
-            token.cancel("quit")
+            token.cancel(reason)
+
+    def stop(self, timeout_ms: int = 1_000, unload: bool = True) -> bool:
+        """Cancel everything, free the model (unless `unload` is False: the process is about to
+        end, which frees it faster than a garbage collection), quit the thread and join it
+        within `timeout_ms`.
+
+        False when the thread is still inside a call that does not look at its token: it is then
+        left to finish on its own (see the module notes), never terminated, never destroyed."""
+        self.cancel_all("quit")
         if self._thread.isRunning():
-            self._unload.emit()
+            if unload:
+                self._unload.emit()
             self._thread.quit()
-            joined = self._thread.wait(timeout_ms)
+            joined = self._thread.wait(max(0, int(timeout_ms)))
             if not joined:
-                log.warning("the inference thread did not stop within %d ms", timeout_ms)
+                log.warning("the inference thread did not stop within %d ms; left to finish", timeout_ms)
+                _abandon(self._thread, self._obj)
             return joined
         return True

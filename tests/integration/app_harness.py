@@ -5,6 +5,9 @@ received, the earcons, the answers in the result window, the tray state, and eac
     python -m tests.integration.app_harness REPORT.json
 
 Settings come from $SIGHTLINE_HOME as usual; the test writes them first (speech_driver "silent").
+
+SIGHTLINE_HARNESS_LOAD_DELAY=SECONDS makes every backend load first sleep that long without looking
+at its cancel token: a model load inside a library call that will not return early.
 """
 
 from __future__ import annotations
@@ -65,6 +68,14 @@ def main() -> int:
             )
         )
         c.answerFailed.connect(lambda job, sentence: emit({"failed": job, "sentence": sentence}))
+        c.answerChunk.connect(lambda job, text: emit({"chunk": job, "text": text, "t": time.time()}))
+        c.stateChanged.connect(
+            lambda state, detail: emit({"state": state, "detail": detail, "t": time.time()})
+        )
+        app.worker.status.connect(lambda text: emit({"model_status": text, "t": time.time()}))
+        delay = float(os.environ.get("SIGHTLINE_HARNESS_LOAD_DELAY", "0") or 0)
+        if delay > 0:
+            _slow_loads(app.worker.registry, delay)
         emit({"ready": True, "tray": app.tray.has_tray, "t": time.time()})
 
     lock = threading.Lock()
@@ -91,6 +102,25 @@ def main() -> int:
         }
         with open(report_path, "w", encoding="utf-8") as f:
             json.dump(data, f)
+
+    def _slow_loads(registry, seconds: float) -> None:
+        get = registry.get
+
+        def slow_get(name):
+            backend = get(name)
+            if not getattr(backend, "_harness_slowed", False):
+                load = backend.load
+
+                def slow_load(cancel):
+                    emit({"loading": name, "t": time.time()})
+                    time.sleep(seconds)  # deaf to the cancel token, like a long library call
+                    return load(cancel)
+
+                backend.load = slow_load
+                backend._harness_slowed = True
+            return backend
+
+        registry.get = slow_get
 
     code = run_app([sys.argv[0]], on_ready=on_ready)
     print(json.dumps({"exit": code}), flush=True)
