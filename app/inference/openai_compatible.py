@@ -684,8 +684,10 @@ class ServerClient:
         if ex.stopped:
             sock.close()
             raise _Stopped()
-        conn_class = http.client.HTTPSConnection if a.secure else http.client.HTTPConnection
-        ex.conn = conn_class(a.host, a.port)
+        if a.secure:  # its context is never used to connect; passing ours saves loading the CAs again
+            ex.conn = http.client.HTTPSConnection(a.host, a.port, context=self._context())
+        else:
+            ex.conn = http.client.HTTPConnection(a.host, a.port)
         ex.conn.sock = sock  # already connected: http.client will not connect again
 
     def _connect_to(self, ex: _Exchange, family: int, sockaddr: tuple) -> socket.socket:
