@@ -500,6 +500,10 @@ class SpeechManager:
         self._read_on(reading, priority)
         return reading
 
+    def load_reading(self, text: str, job_id: Hashable | None = None) -> Reading:
+        """Makes `text` the current reading, at its start, without speaking it."""
+        return self._start_reading(Reading.of(text, job_id))
+
     def read_in_full(self, job_id: Hashable) -> bool:
         """The streamed answer of `job_id` is read whole, not in short form (read all text)."""
         with self._cond:
