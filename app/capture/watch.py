@@ -1,10 +1,12 @@
 """Watch a rectangle of the screen and report only text that is new. Qt-free.
 
 A watch re-captures its rectangle at a calm interval and compares a downscaled grey copy with the
-last one it read: a few milliseconds per look, so nothing changing costs almost nothing. When
-something changed, it waits a moment for the change to settle (text being typed or scrolled),
-recognises only a band of full-width rows around the change, and reports the lines that were not
-on the watched area before: a new subtitle, chat message, progress figure or log line, once each.
+last one it read: about a millisecond per look at a window, so nothing changing costs almost
+nothing; a bigger area is looked at less often, so the looks never take more than about 1 % of a
+core. When something changed, it waits a moment for the change to settle (text being typed or
+scrolled), recognises only a band of full-width rows around the change, and reports the lines that
+were not on the watched area before: a new subtitle, chat message, progress figure or log line,
+once each.
 
 The Watcher runs on a thread of its own; it hands text to the caller through `on_text(text)` and a
 failure through `on_error(sentence)`, both called on that thread (the app's bridge,
@@ -25,7 +27,9 @@ from app.core.errors import CaptureError, SightlineError
 
 log = logging.getLogger(__name__)
 
-INTERVAL = 0.5  # seconds between looks while nothing changes
+INTERVAL = 0.3  # shortest time between looks while nothing changes, in seconds...
+MAX_INTERVAL = 1.0  # ...and the longest: a look at a big area waits longer (LOOK_SHARE)
+LOOK_SHARE = 0.01  # looks take at most about this share of one core (a 4K screen looks once a second)
 SETTLE = 0.12  # seconds to wait for a change to finish before reading it
 MAX_SETTLE = 1.5  # read anyway after this long, even if it keeps changing (a ticking clock)
 FACTOR = 4  # the grey copy keeps every 4th pixel of every 4th row
@@ -202,10 +206,14 @@ class Watcher:
             tracker.seed(self._read(frame, 0, frame.shape[0]))
             reference = grey(frame)
             self._on_ready()
-            while not self._stop.wait(self.interval):
+            pause = self.interval
+            while not self._stop.wait(pause):
+                started = time.perf_counter()
                 frame = self._frame()
                 self.looks += 1
                 small = grey(frame)
+                cost = time.perf_counter() - started
+                pause = min(MAX_INTERVAL, max(self.interval, cost / LOOK_SHARE))
                 rows = changed_rows(reference, small)
                 if rows is None:
                     continue
