@@ -145,6 +145,24 @@ def test_very_large_image_is_downscaled_and_still_read(backend):
     assert 170 <= box.x0 <= 230 and 290 <= box.y0 <= 340
 
 
+def test_word_boxes_lie_where_the_words_were_drawn_even_on_a_large_image(backend):
+    font = ImageFont.truetype(FONT, 64)
+    words = ["Save", "your", "work", "before", "closing"]
+    image = _text_image([(200, 300, " ".join(words))], (3840, 2160), 64)  # shrunk to read
+    (line,) = backend.recognise(image.pixels, words=True)
+    assert [w.text for w in line.words] == words, line
+    x = 200
+    for word in line.words:
+        drawn = font.getlength(word.text)
+        # Each box covers its word as drawn, in the original image's pixels.
+        assert abs(word.x0 - x) < 20 and abs(word.x1 - (x + drawn)) < 20, (word, x, drawn)
+        assert line.y0 - 2 <= word.y0 < word.y1 <= line.y1 + 2
+        x += drawn + font.getlength(" ")
+    # The option is not left on for the next call: a plain read has no word boxes.
+    (plain,) = backend.recognise(image.pixels)
+    assert plain.text == line.text and plain.words == ()
+
+
 def test_audio_is_refused_with_a_sentence(backend):
     audio = AudioInput(np.zeros(16000, np.float32), "microphone")
     request = JobRequest(Task.TRANSCRIBE, audio=audio)
