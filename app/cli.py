@@ -1,23 +1,60 @@
 """The `sightline` command: the tray app with no arguments, headless commands otherwise.
 
 Every failure prints one plain sentence to stderr and exits with a distinct code
-(app.core.errors.ExitCode); text answers stream to stdout as they are generated.
+(app.core.errors.ExitCode); text answers stream to stdout as they are generated, with terminal
+control sequences and bidi overrides removed (app.core.text). Ctrl+C (SIGINT) ends a command
+with 130 and SIGTERM with 143, whatever it is doing, never with a traceback.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
-import logging
+import os
 import signal
 import sys
-from pathlib import Path
 
-from app import __version__
-from app.core.cancel import CancelToken
-from app.core.errors import ExitCode, InputError, SightlineError
-from app.core.types import Detail, JobRequest, Task
+
+def _exit_at_once(signum, _frame) -> None:
+    """Until main() takes over: nothing has started that needs stopping, so end here."""
+    try:
+        os.write(2, b"Stopped.\n")
+    finally:
+        os._exit(128 + signum)
+
+
+def _started_as_command() -> bool:
+    """True in the `sightline` console script and `python -m app`, not when imported by tests."""
+    arg0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if arg0.lower().startswith("sightline"):
+        return True
+    return arg0 == "__main__.py" and os.path.basename(os.path.dirname(sys.argv[0])) == "app"
+
+
+# First, before anything slow is imported: Ctrl+C in the first moments must not print a traceback.
+if _started_as_command():
+    signal.signal(signal.SIGINT, _exit_at_once)
+    signal.signal(signal.SIGTERM, _exit_at_once)
+
+import argparse  # noqa: E402 - after the signal guard on purpose
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Iterable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from app import __version__  # noqa: E402
+from app.core.cancel import CancelToken  # noqa: E402
+from app.core.errors import (  # noqa: E402
+    DeviceError,
+    EmptyAnswerError,
+    ExitCode,
+    InputError,
+    ServerAddressError,
+    SightlineError,
+    UsageError,
+)
+from app.core.text import SafeTextStream, escape_unsafe_in_json, safe_text  # noqa: E402
+from app.core.types import Detail, JobRequest, Task  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"Sightline {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    parser.add_argument(
+        "--model",
+        dest="top_model",
+        metavar="DIR",
+        default=None,
+        help="with a command: the model folder for it (the tray app takes its folder from Settings)",
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     p = sub.add_parser("describe", help="describe the screen, a window, a region, a photo or an image")
@@ -152,24 +196,82 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- helpers
 
 
+#: Options that name a file or folder: (attribute, how the sentence names it).
+PATH_OPTIONS = (
+    ("image", "--image path"),
+    ("audio", "audio path"),
+    ("model", "--model folder"),
+    ("out", "--out path"),
+    ("snapshot", "--snapshot folder"),
+    ("camera", "--camera source"),
+    ("region", "--region"),
+    ("server", "--server address"),
+    ("url", "server address"),
+    ("driver", "--driver name"),
+)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """What argparse cannot see: empty paths, numbers out of range. UsageError (exit 2)."""
+    for attr, what in PATH_OPTIONS:
+        value = getattr(args, attr, None)
+        if isinstance(value, str) and not value.strip():
+            raise UsageError(f"The {what} is empty. Give a value, or leave the option out.")
+    max_tokens = getattr(args, "max_tokens", None)
+    if max_tokens is not None and max_tokens < 1:
+        raise UsageError(f"The --max-tokens value must be a whole number of at least 1, not {max_tokens}.")
+    monitor = getattr(args, "monitor", None)
+    if monitor is not None and monitor < 0:
+        raise UsageError(f"The --monitor value must be 0 for all monitors, or 1 or more, not {monitor}.")
+
+
 def _load_settings(args: argparse.Namespace):
+    from app import paths
     from app.settings.store import load_settings
 
     settings, notice = load_settings()
     if notice:  # a damaged settings file: the user hears why defaults are in use
-        print(notice, file=sys.stderr)
+        print(safe_text(notice), file=sys.stderr)
     changes: dict = {}
+    args.model_dir_problem = None
     if getattr(args, "model", None):
-        changes["model_dir"] = str(Path(args.model).expanduser())
+        changes["model_dir"] = str(paths.expand_user_path(args.model, "--model folder"))
+    elif settings.model_dir:
+        try:
+            changes["model_dir"] = str(
+                paths.expand_user_path(settings.model_dir, "model folder in your settings")
+            )
+        except UsageError as exc:
+            # The local model cannot be found; "auto" answers without it, the rest say why.
+            args.model_dir_problem = exc
     if getattr(args, "server", None):
-        changes["server_url"] = args.server
+        changes["server_url"] = args.server.strip()
     if getattr(args, "crops", None):
         changes["detail"] = args.crops
     if getattr(args, "language", None):
         changes["response_language"] = args.language
     if getattr(args, "max_tokens", None):
         changes["max_new_tokens"] = args.max_tokens
-    return dataclasses.replace(settings, **changes) if changes else settings
+    settings = dataclasses.replace(settings, **changes) if changes else settings
+    backend = getattr(args, "backend", None) or settings.backend
+    if getattr(args, "server", None) or (backend == "remote" and settings.server_url):
+        _check_server_address(settings)
+    return settings
+
+
+def _check_server_address(settings) -> None:
+    """A server address that cannot be used is a command-line or settings fault: exit 2.
+
+    (A server that is unreachable or fails is exit 8, found when Sightline talks to it.)
+    """
+    from app.inference.openai_compatible import OpenAICompatibleBackend
+
+    status = OpenAICompatibleBackend.from_settings(settings).check()
+    if not status.ok:
+        reason = status.reason.strip().rstrip(".")
+        raise ServerAddressError(
+            f"{reason[:1].upper()}{reason[1:]}.", detail=f"server {settings.server_url!r}"
+        )
 
 
 def _parse_region(text: str) -> tuple[int, int, int, int]:
@@ -211,47 +313,67 @@ def _request_common(settings) -> dict:
     }
 
 
-def _run_and_print(args, settings, requests: list[JobRequest]) -> int:
+def _run_and_print(args, settings, requests: Iterable[JobRequest]) -> int:
     """Run one or more requests (transcription pieces) and print text or JSON."""
     from app.inference.registry import BackendRegistry
     from app.inference.runner import run_request
 
     registry = BackendRegistry(settings)
-    cancel = CancelToken()
-    # Ctrl+C cancels the generation cleanly instead of raising in the middle of it.
-    previous = signal.signal(signal.SIGINT, lambda *_: cancel.cancel("interrupted"))
     strict = args.backend not in (None, "auto")
+    preference = args.backend or settings.backend
+    if args.model_dir_problem is not None:
+        if strict and preference == "local":
+            raise args.model_dir_problem
+        registry.mark_failed("local", args.model_dir_problem)
+        if preference in ("auto", "local"):
+            print(args.model_dir_problem.sentence, file=sys.stderr)
+    # Ctrl+C and SIGTERM cancel the generation through this token (see _SignalStop).
+    cancel = _STOP.cooperate()
     results = []
     streaming = not args.json
+    printed = SafeTextStream()  # escape sequences and bidi overrides never reach the terminal
 
     def on_chunk(chunk: str) -> None:
-        sys.stdout.write(chunk)
-        sys.stdout.flush()
+        text = printed.feed(chunk)
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
 
     def on_status(text: str) -> None:
         log.info(text)
         if args.verbose:
-            print(text, file=sys.stderr)
+            print(safe_text(text), file=sys.stderr)
+
+    def on_fallback(text: str) -> None:  # said once: the registry skips that backend from now on
+        print(safe_text(text), file=sys.stderr)
 
     try:
         for request in requests:
+            if streaming and results and results[-1].text:
+                sys.stdout.write("\n")  # each transcription piece on its own line
             result = run_request(
                 registry,
                 request,
                 cancel,
-                preference=args.backend or settings.backend,
+                preference=preference,
                 strict=strict,
                 on_chunk=on_chunk if streaming else None,
                 on_status=on_status,
+                on_fallback=on_fallback,
             )
+            if streaming:
+                on_chunk_tail = printed.flush()
+                if on_chunk_tail:
+                    sys.stdout.write(on_chunk_tail)
             results.append(result)
-            if streaming and result.text and len(requests) > 1:
-                sys.stdout.write("\n")
             if not result.ok:
                 break
     finally:
-        signal.signal(signal.SIGINT, previous)
         registry.unload_all()
+
+    if all(r.ok for r in results) and not any(safe_text(r.text).strip() for r in results):
+        # Only special tokens, or nothing: an empty success would be silence for the user.
+        results[-1].error = EmptyAnswerError(detail=f"{sum(r.tokens_out for r in results)} tokens, no text")
 
     last = results[-1]
     if args.json:
@@ -263,14 +385,21 @@ def _run_and_print(args, settings, requests: list[JobRequest]) -> int:
                 "out": sum(r.tokens_out for r in results),
             }
             obj["timings"]["total"] = round(sum(r.timings["total"] or 0 for r in results), 4)
-        print(json.dumps(obj, ensure_ascii=False))
-    elif last.text and not last.text.endswith("\n"):
+        _print_json(obj)
+    elif safe_text(last.text).strip() and not safe_text(last.text).endswith("\n"):
         sys.stdout.write("\n")
     sys.stdout.flush()
     if last.error is not None:
-        print(last.error.sentence, file=sys.stderr)
+        print(safe_text(last.error.sentence), file=sys.stderr)
         return last.error.exit_code
     return ExitCode.OK
+
+
+def _print_json(obj) -> None:
+    """One JSON object; text keeps every character, with control and bidi characters escaped,
+    and anything the terminal's encoding cannot show escaped as well."""
+    utf = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") in ("utf8", "utf8sig")
+    print(escape_unsafe_in_json(json.dumps(obj, ensure_ascii=not utf, default=str)))
 
 
 # ---------------------------------------------------------------- commands
@@ -279,6 +408,10 @@ def _run_and_print(args, settings, requests: list[JobRequest]) -> int:
 def cmd_describe(args) -> int:
     settings = _load_settings(args)
     image = _image_from_args(args, settings)
+    if image is None:  # argparse requires one image option; this is a guard, not a path users take
+        raise UsageError(
+            "Describe needs an image: --image, --screen, --window, --region, --pointer or --camera."
+        )
     if image.note:
         print(image.note, file=sys.stderr)
     if args.camera is not None:
@@ -291,6 +424,8 @@ def cmd_describe(args) -> int:
 def cmd_read(args) -> int:
     settings = _load_settings(args)
     image = _image_from_args(args, settings, document=True)
+    if image is None:
+        raise UsageError("Read needs an image: --image, --screen, --window, --region, --pointer or --camera.")
     if image.note:
         print(image.note, file=sys.stderr)
     task = Task.CAMERA_DOCUMENT if args.camera is not None else Task.READ_TEXT
@@ -314,14 +449,15 @@ def cmd_ask(args) -> int:
 
 
 def cmd_transcribe(args) -> int:
-    from app.capture.audio_file import load_audio, split_for_transcription
+    from app.capture.audio_file import transcription_pieces
 
     settings = _load_settings(args)
-    audio = load_audio(args.audio, max_seconds=None)
-    pieces = split_for_transcription(audio)
-    requests = [
+    # Read, resampled and cut at quiet moments while it is transcribed: memory stays flat
+    # however long the recording is.
+    pieces = transcription_pieces(args.audio)
+    requests = (
         JobRequest(task=Task.TRANSCRIBE, audio=piece, **_request_common(settings)) for piece in pieces
-    ]
+    )
     return _run_and_print(args, settings, requests)
 
 
@@ -333,22 +469,21 @@ def cmd_model(args) -> int:
     if args.model_command == "status":
         status = model_store.model_status(folder)
         if args.json:
-            print(json.dumps(status, ensure_ascii=False, default=str))
+            _print_json(status)
         else:
-            print(status["sentence"])
+            print(safe_text(status["sentence"]))
         return ExitCode.OK if status["state"] == "ready" else ExitCode.MODEL_MISSING
     if args.model_command == "verify":
         report = model_store.verify_model_folder(folder, deep=args.deep)
         if args.json:
-            print(json.dumps(report.to_json(), ensure_ascii=False, default=str))
+            _print_json(report.to_json())
         else:
             for problem in report.problems:
-                print(f"- {problem}")
-            print(report.sentence)
+                print(f"- {safe_text(problem)}")
+            print(safe_text(report.sentence))
         return ExitCode.OK if report.ok else ExitCode.MODEL_MISSING
-    # download
-    cancel = CancelToken()
-    previous = signal.signal(signal.SIGINT, lambda *_: cancel.cancel("interrupted"))
+    # download: Ctrl+C and SIGTERM cancel it through this token, between blocks
+    cancel = _STOP.cooperate()
     last_tenth = [-1]
 
     def progress(p) -> None:
@@ -359,14 +494,11 @@ def cmd_model(args) -> int:
             last_tenth[0] = tenth
             print(p.sentence(), file=sys.stderr, flush=True)
 
-    try:
-        report = model_store.download_model(folder, progress=progress, cancel=cancel)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    report = model_store.download_model(folder, progress=progress, cancel=cancel)
     if args.json:
-        print(json.dumps(model_store.model_status(folder), ensure_ascii=False, default=str))
+        _print_json(model_store.model_status(folder))
     else:
-        print(report.sentence)
+        print(safe_text(report.sentence))
     return ExitCode.OK if report.state.name == "READY" else ExitCode.DOWNLOAD_FAILED
 
 
@@ -375,22 +507,33 @@ def cmd_devices(args) -> int:
 
     devices = list_devices()
     if args.json:
-        print(json.dumps(devices, ensure_ascii=False, default=str, indent=2))
+        utf = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "") == "utf8"
+        print(escape_unsafe_in_json(json.dumps(devices, ensure_ascii=not utf, default=str, indent=2)))
         return ExitCode.OK
     for section, items in devices.items():
         print(f"{section.replace('_', ' ').capitalize()}:")
         if not items:
             print("  none found")
         for item in items:
-            print(f"  {item['summary']}")
+            print(f"  {safe_text(item['summary'])}")
     return ExitCode.OK
 
 
 def cmd_speak(args) -> int:
+    from app.speech.drivers import SpeechDriverError, canonical_name
     from app.speech.drivers.base import VoiceSettings
     from app.speech.service import speak_text
 
-    out = Path(args.out) if args.out else None
+    if args.driver:
+        try:
+            canonical_name(args.driver)
+        except SpeechDriverError as exc:  # a name typed on the command line: a usage error
+            raise UsageError(exc.sentence, detail=exc.detail) from None
+    from app import paths
+
+    out = paths.expand_user_path(args.out, "--out path") if args.out else None
+    if out is not None:
+        _check_writable(out)
     settings = _load_settings(args)
     voice = VoiceSettings(rate_wpm=settings.rate, voice=settings.voice, volume=settings.volume)
     if args.driver:
@@ -402,12 +545,33 @@ def cmd_speak(args) -> int:
         driver = driver_chain(
             settings.output_mode if settings.output_mode != "text" else "voice", settings.speech_driver
         )[0]
-    outcome = speak_text(args.text, driver=driver, out=out, settings=voice)
+    # Speech engines may print ("Audio saved to /tmp/...wav"); stdout is not theirs to use.
+    real_stdout, sys.stdout = sys.stdout, open(os.devnull, "w")  # noqa: SIM115 - closed below
+    try:
+        outcome = speak_text(safe_text(args.text), driver=driver, out=out, settings=voice)
+    except SightlineError as exc:
+        if out is not None and type(exc) is SightlineError:  # the file could not be written
+            raise DeviceError(f"Sightline cannot write the speech to {out}.", detail=exc.detail) from None
+        raise
+    finally:
+        sys.stdout.close()
+        sys.stdout = real_stdout
     if out is not None:
-        print(f"Saved the speech to {out}.")
+        print(f"Saved the speech to {out}.", file=sys.stderr)
     elif args.verbose:
         print(f"Spoke with {outcome.driver}.", file=sys.stderr)
     return ExitCode.OK
+
+
+def _check_writable(out: Path) -> None:
+    """A place the speech file cannot go to is a device fault (exit 10), said before speaking."""
+    folder = out.parent
+    if out.is_dir():
+        raise DeviceError(f"{out} is a folder; give a file name ending in .wav.")
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise DeviceError(f"Sightline is not allowed to write in the folder {folder}.")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise DeviceError(f"Sightline is not allowed to overwrite {out}.")
 
 
 def cmd_server(args) -> int:
@@ -423,10 +587,10 @@ def cmd_server(args) -> int:
     settings = _load_settings(args)
     report = server_tools.check_server(args.url, settings)
     if args.json:
-        print(json.dumps(report.to_json(), ensure_ascii=False, default=str))
+        _print_json(report.to_json())
     else:
         for line in report.lines():
-            print(line)
+            print(safe_text(line))
     return ExitCode.OK if report.ok else ExitCode.SERVER_ERROR
 
 
@@ -442,8 +606,17 @@ COMMANDS = {
 }
 
 
-def _run_tray_app() -> int:
+TRAY_MODEL_SENTENCE = (
+    "The tray app takes its model folder from Settings, not from --model; "
+    "to use this folder once, give a command, for example: sightline describe --screen --model DIR"
+)
+
+
+def _run_tray_app(args: argparse.Namespace) -> int:
     """The tray app; a failure to start is one sentence, printed and spoken, never a traceback."""
+    if args.top_model is not None:
+        print(TRAY_MODEL_SENTENCE.replace("DIR", args.top_model or "DIR") + ".", file=sys.stderr)
+        return ExitCode.USAGE
     from app.main import run_app, say_without_qt
 
     try:
@@ -458,32 +631,144 @@ def _run_tray_app() -> int:
         return ExitCode.UNEXPECTED
 
 
+class _SignalStop:
+    """SIGINT and SIGTERM while a command runs: it ends with 130 or 143, within GRACE_S seconds.
+
+    Python runs signal handlers only on the main thread, between bytecodes, so a main thread
+    blocked in a socket read or a library call would not see one in time. The C-level handler
+    writes the signal number to a wakeup pipe instead, and a watcher thread acts on it: it cancels
+    the command's token (the backends stop within one step, a socket read is shut), and if the
+    command has not ended after GRACE_S, or a second signal comes, it ends the process itself.
+    Commands that cannot be cancelled end at once.
+    """
+
+    GRACE_S = 2.0
+
+    def __init__(self) -> None:
+        self.token = CancelToken()
+        self.signum: int | None = None
+        self._cooperative = False
+        self._done = threading.Event()
+        self._installed = False
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.TERMINATED if self.signum == signal.SIGTERM else ExitCode.CANCELLED
+
+    def install(self) -> None:
+        if self._installed or threading.current_thread() is not threading.main_thread():
+            return
+        reader, writer = os.pipe()
+        os.set_blocking(writer, False)
+        signal.set_wakeup_fd(writer, warn_on_full_buffer=False)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            # The watcher thread acts; this runs later on the main thread and must not raise
+            # (KeyboardInterrupt would unwind through whatever library code is running).
+            signal.signal(signum, lambda *_: None)
+        # The watcher thread: reads signal numbers from the wakeup pipe, cancels the token
+        # (thread-safe), and may end the process; it never touches the main thread's state.
+        threading.Thread(target=self._watch, args=(reader,), name="sightline-signals", daemon=True).start()
+        self._installed = True
+
+    def cooperate(self) -> CancelToken:
+        """From here on a signal cancels this token instead of ending the process at once."""
+        self._cooperative = True
+        return self.token
+
+    def finish(self) -> None:
+        self._done.set()
+
+    def _watch(self, reader: int) -> None:
+        while True:
+            try:
+                data = os.read(reader, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            for signum in data:
+                if signum not in (signal.SIGINT, signal.SIGTERM):
+                    continue
+                if self.signum is not None or not self._cooperative:
+                    self.signum = self.signum or signum
+                    self._end_now()
+                self.signum = signum
+                self.token.cancel("interrupted")
+                threading.Thread(target=self._deadline, name="sightline-stop-deadline", daemon=True).start()
+
+    def _deadline(self) -> None:
+        if not self._done.wait(self.GRACE_S):
+            self._end_now()
+
+    def _end_now(self) -> None:
+        if self._done.is_set():
+            return  # the command already ended; main() is returning the code
+        try:
+            sys.stdout.flush()
+        except Exception:  # noqa: BLE001 - the process is ending anyway
+            pass
+        try:
+            os.write(2, b"Stopped.\n")
+        finally:
+            os._exit(self.exit_code)
+
+
+_STOP = _SignalStop()
+
+
+def _prepare_streams() -> None:
+    """Answers may hold characters the terminal's encoding lacks: print the rest, replace those."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", "strict") == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="replace")
+            except (ValueError, OSError):
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _prepare_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     from app.logging_setup import setup_logging
 
     setup_logging(verbose=args.verbose)
     if args.command is None:
-        return _run_tray_app()
+        return _run_tray_app(args)
+    _STOP.install()
     try:
-        return COMMANDS[args.command](args)
+        if args.top_model is not None:  # sightline --model DIR describe ...: the command's folder
+            if not hasattr(args, "model"):
+                raise UsageError(f"The {args.command} command does not use a model folder.")
+            if args.model is None:
+                args.model = args.top_model
+        _check_arguments(args)
+        code = COMMANDS[args.command](args)
     except SightlineError as exc:
         log.info("%s failed: %s (%s)", args.command, exc.sentence, exc.detail or "")
-        print(exc.sentence, file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("Stopped.", file=sys.stderr)
-        return ExitCode.CANCELLED
+        if _STOP.signum is None:
+            print(safe_text(exc.sentence), file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:  # main() called from Python without the signal watcher
+        code = ExitCode.CANCELLED
+        if _STOP.signum is None:
+            print("Stopped.", file=sys.stderr)
     except BrokenPipeError:
-        return ExitCode.OK
+        code = ExitCode.OK
     except Exception as exc:  # never a traceback for the user; the log keeps it
         log.exception("%s failed unexpectedly", args.command)
         print(
             f"Something went wrong inside Sightline ({type(exc).__name__}). The details are in the log.",
             file=sys.stderr,
         )
-        return ExitCode.UNEXPECTED
+        code = ExitCode.UNEXPECTED
+    finally:
+        _STOP.finish()
+    if _STOP.signum is not None:  # stopped by a signal: its own code, whatever the command said
+        if code not in (ExitCode.CANCELLED, ExitCode.TERMINATED):
+            print("Stopped.", file=sys.stderr)
+        return _STOP.exit_code
+    return code
 
 
 if __name__ == "__main__":

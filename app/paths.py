@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 APP_NAME = "sightline"
+#: Folders only the user may enter: the logs name files, devices and errors of this user's work.
+PRIVATE_KINDS = ("logs",)
+PRIVATE_DIR_MODE = 0o700
 
 
 def _root() -> Path | None:
@@ -27,8 +30,50 @@ def _dir(kind: str) -> Path:
             "data": platformdirs.user_data_dir,
         }[kind]
         path = Path(getter(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    if kind in PRIVATE_KINDS:
+        path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+        make_private(path, PRIVATE_DIR_MODE)
+    else:
+        path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def make_private(path: Path, mode: int) -> None:
+    """Narrow `path`'s permissions to `mode` (a folder or file this user owns); never raises."""
+    try:
+        st = path.stat()
+        if hasattr(os, "getuid") and st.st_uid != os.getuid():
+            return  # not ours to change (a shared SIGHTLINE_HOME set up by an administrator)
+        if st.st_mode & 0o777 != mode:
+            path.chmod(mode)
+    except OSError:
+        pass
+
+
+def expand_user_path(text: str, what: str = "folder") -> Path:
+    """`text` as a Path with a leading ~ or ~user expanded; a sentence instead of RuntimeError.
+
+    `what` names the thing for the sentence, e.g. "model folder".
+    """
+    from app.core.errors import UsageError
+
+    raw = (text or "").strip()
+    if not raw:
+        raise UsageError(f"The {what} is empty. Give a path.")
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:
+        first = raw.replace("\\", "/").split("/", 1)[0]
+        user = first[1:]
+        if user:
+            raise UsageError(
+                f"The {what} {raw} starts with {first}, but there is no user called {user} on this computer.",
+                detail=f"expanduser failed for {raw!r}",
+            ) from None
+        raise UsageError(
+            f"The {what} {raw} starts with ~, but your home folder cannot be found.",
+            detail=f"expanduser failed for {raw!r}",
+        ) from None
 
 
 def config_dir() -> Path:

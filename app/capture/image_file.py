@@ -45,6 +45,10 @@ def _to_rgb(img):
         mode = "RGBA"
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
+        finite = np.isfinite(arr)
+        if not finite.all():  # NaN or infinite samples in a float image: black, and bright for +inf
+            top_finite = float(arr[finite].max()) if finite.any() else 0.0
+            arr = np.nan_to_num(arr, nan=0.0, posinf=max(top_finite, 1.0), neginf=0.0)
         peak = float(arr.max()) if arr.size else 0.0
         if mode.startswith("I;16") or 255.0 < peak <= 65535.0:
             top = 65535.0  # 16-bit grey, however Pillow labels it

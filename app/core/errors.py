@@ -20,7 +20,9 @@ class ExitCode:
     SERVER_ERROR = 8
     DOWNLOAD_FAILED = 9
     DEVICE_ERROR = 10
-    CANCELLED = 130
+    NO_ANSWER = 11
+    CANCELLED = 130  # Ctrl+C (SIGINT), or Stop
+    TERMINATED = 143  # SIGTERM: the system or another program asked Sightline to end
 
 
 class SightlineError(Exception):
@@ -35,6 +37,12 @@ class SightlineError(Exception):
 
     def __str__(self) -> str:
         return self.sentence
+
+
+class UsageError(SightlineError):
+    """The command line, or a setting it relies on, is wrong: a bad path, address or number."""
+
+    exit_code = ExitCode.USAGE
 
 
 class InputError(SightlineError):
@@ -77,6 +85,24 @@ class ServerError(SightlineError):
     exit_code = ExitCode.SERVER_ERROR
 
 
+class ServerAddressError(ServerError):
+    """The server address itself is unusable (scheme, credentials, port, plain http elsewhere).
+
+    A configuration fault the user fixes by changing the address, not a server that failed.
+    """
+
+    exit_code = ExitCode.USAGE
+
+
+class EmptyAnswerError(SightlineError):
+    """The model finished without a single word of text (only special tokens, or nothing)."""
+
+    exit_code = ExitCode.NO_ANSWER
+
+    def __init__(self, sentence: str = "The model gave no answer.", *, detail: str | None = None):
+        super().__init__(sentence, detail=detail)
+
+
 class DownloadError(SightlineError):
     exit_code = ExitCode.DOWNLOAD_FAILED
 
@@ -86,3 +112,17 @@ class Cancelled(SightlineError):
 
     def __init__(self, sentence: str = "Stopped.", *, detail: str | None = None):
         super().__init__(sentence, detail=detail)
+
+
+def from_library_error(exc: BaseException) -> SightlineError | None:
+    """A SightlineError for a known library failure that has a plain meaning, else None.
+
+    Recognised by module name, so core imports neither jinja2 nor transformers.
+    """
+    module = type(exc).__module__ or ""
+    if module.startswith("jinja2"):  # the model folder's chat template does not render
+        return ModelFormatError(
+            "The model's chat template is broken; run sightline model download to repair it.",
+            detail=f"{type(exc).__name__}: {exc}",
+        )
+    return None

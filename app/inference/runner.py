@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.core.cancel import CancelToken
-from app.core.errors import Cancelled, SightlineError
+from app.core.errors import Cancelled, SightlineError, from_library_error
 from app.core.types import JobRequest
 from app.inference.registry import BackendRegistry
 
@@ -61,24 +61,42 @@ def run_request(
     strict: bool = False,
     on_chunk: Callable[[str], None] | None = None,
     on_status: Callable[[str], None] | None = None,
+    on_fallback: Callable[[str], None] | None = None,
 ) -> JobResult:
-    """Choose, load if needed, generate. `on_chunk` gets each text chunk as it arrives."""
+    """Choose, load if needed, generate. `on_chunk` gets each text chunk as it arrives.
+
+    Unless `strict`, a backend that fails to load is marked failed in the registry and the next
+    one answers; `on_fallback` gets the sentence that says so (once: later requests skip it).
+    """
     result = JobResult(job_id=request.job_id)
     t0 = time.perf_counter()
     result.timings = {"load": 0.0, "first_chunk": None, "total": None}
     parts: list[str] = []
     try:
         choice = registry.choose(request, preference, strict=strict)
+        while not choice.backend.loaded:
+            t_load = time.perf_counter()
+            try:
+                choice.backend.load(cancel)
+            except Cancelled:
+                raise
+            except SightlineError as exc:
+                if strict or cancel.cancelled:
+                    raise
+                log.info("%s failed to load, trying the next backend: %s", choice.backend.name, exc.detail)
+                registry.mark_failed(choice.backend.name, exc)
+                choice = registry.choose(request, preference, strict=False)
+                if on_fallback:
+                    on_fallback(f"{exc.sentence} Using {choice.backend.display_name} instead.")
+                continue
+            finally:
+                result.timings["load"] += time.perf_counter() - t_load
         backend = choice.backend
         result.backend = backend.name
         result.backend_display = backend.display_name
         result.explanation = choice.explanation()
         if on_status:
             on_status(result.explanation)
-        if not backend.loaded:
-            t_load = time.perf_counter()
-            backend.load(cancel)
-            result.timings["load"] = time.perf_counter() - t_load
         result.model = backend.model_id
         cancel.raise_if_cancelled()
         t_gen = time.perf_counter()
@@ -99,8 +117,13 @@ def run_request(
         log.info("job %s ended: %s (%s)", request.job_id, exc.sentence, exc.detail or "")
         result.error = exc
     except Exception as exc:  # the user hears one sentence; the log keeps the traceback
-        log.exception("job %s failed unexpectedly", request.job_id)
-        result.error = SightlineError(UNEXPECTED, detail=repr(exc))
+        known = from_library_error(exc)
+        if known is not None:  # a library failure with a plain meaning (a broken chat template)
+            log.info("job %s ended: %s (%s)", request.job_id, known.sentence, known.detail)
+            result.error = known
+        else:
+            log.exception("job %s failed unexpectedly", request.job_id)
+            result.error = SightlineError(UNEXPECTED, detail=repr(exc))
     finally:
         result.text = "".join(parts)
         result.timings["total"] = time.perf_counter() - t0

@@ -1,11 +1,22 @@
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from app.core.cancel import CancelToken
-from app.core.errors import BackendUnavailableError, Cancelled, InputError, SightlineError
+from app.core.errors import (
+    BackendUnavailableError,
+    Cancelled,
+    EmptyAnswerError,
+    ExitCode,
+    InputError,
+    ModelFormatError,
+    ServerAddressError,
+    SightlineError,
+    UsageError,
+)
 from app.core.types import AudioInput, Detail, ImageInput, JobRequest, Task
 from app.inference.prompts import build_prompt
 from app.inference.registry import BackendRegistry
@@ -121,8 +132,86 @@ def test_registry_strict_reports_the_named_backend():
 def test_registry_skips_backend_that_cannot_take_audio():
     audio = AudioInput(np.zeros(16000, np.float32), source="file")
     ocr = ScriptedBackend(name="ocr", audio=False)
-    with pytest.raises(BackendUnavailableError, match="cannot listen"):
+    with pytest.raises(BackendUnavailableError) as caught:
         _registry(ocr=ocr).choose(JobRequest(Task.TRANSCRIBE, audio=audio))
+    # Two clear sentences: what is needed, then what to do (no run-on list of every reason).
+    sentence = caught.value.sentence
+    assert sentence == (
+        "Listening to a recording needs the Phi-4 model or a Sightline server, and neither is ready. "
+        "Run sightline model download to get the model, or set a server in Settings."
+    )
+    assert "cannot listen" in caught.value.detail
+
+
+class _FailingLoad(ScriptedBackend):
+    """Passes its cheap check, then cannot load (a broken tokenizer, a config that does not match)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._loaded = False
+
+    @property
+    def loaded(self) -> bool:
+        return False
+
+    def load(self, cancel):
+        self.load_calls += 1
+        raise BackendUnavailableError(
+            "The local Phi-4 model could not be loaded.", detail="KeyError('added_tokens')"
+        )
+
+
+def test_auto_falls_back_when_the_model_cannot_load_and_says_so_once():
+    local = _FailingLoad(name="local")
+    ocr = ScriptedBackend(name="ocr", chunks=["Text."])
+    registry = _registry(local=local, ocr=ocr)
+    said = []
+    for _ in range(2):  # two requests in one run (transcription pieces): the reason is said once
+        result = run_request(
+            registry, JobRequest(Task.READ_TEXT, image=_image()), CancelToken(), on_fallback=said.append
+        )
+        assert result.ok and result.backend == "ocr" and result.text == "Text."
+    assert local.load_calls == 1
+    assert said == ["The local Phi-4 model could not be loaded. Using the ocr backend instead."]
+
+
+def test_a_named_backend_that_cannot_load_is_not_replaced():
+    local = _FailingLoad(name="local")
+    result = run_request(
+        _registry(local=local, ocr=ScriptedBackend(name="ocr")),
+        JobRequest(Task.READ_TEXT, image=_image()),
+        CancelToken(),
+        preference="local",
+        strict=True,
+    )
+    assert isinstance(result.error, BackendUnavailableError) and result.backend == ""
+
+
+def test_a_chat_template_that_does_not_render_is_a_model_format_error():
+    import jinja2
+
+    class _BadTemplate(ScriptedBackend):
+        def generate(self, request, cancel):
+            jinja2.Environment().from_string("{{ x | nosuchfilter }}")
+            yield ""
+
+    result = run_request(
+        _registry(local=_BadTemplate(name="local")), JobRequest(Task.READ_TEXT, image=_image()), CancelToken()
+    )
+    assert isinstance(result.error, ModelFormatError) and result.error.exit_code == ExitCode.MODEL_MISSING
+    assert "chat template" in result.error.sentence
+
+
+def test_exit_codes_are_distinct_and_documented():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    codes = [v for k, v in vars(ExitCode).items() if k.isupper()]
+    assert len(codes) == len(set(codes))
+    for code in codes:
+        if code != ExitCode.UNEXPECTED:
+            assert f"| {code} |" in readme, code
+    assert EmptyAnswerError().sentence == "The model gave no answer."
+    assert EmptyAnswerError().exit_code == ExitCode.NO_ANSWER
+    assert ServerAddressError("x").exit_code == UsageError("x").exit_code == ExitCode.USAGE
 
 
 def test_runner_streams_and_times():

@@ -232,3 +232,23 @@ def test_image_from_bytes_keeps_the_source():
     assert tuple(image.pixels[0, 0]) == (1, 2, 3)
     with pytest.raises(InputError, match="not an image"):
         image_from_bytes(b"definitely not an image at all")
+
+
+def test_float_tiff_with_nan_and_infinity_opens_without_a_warning(tmp_path):
+    # A scientific float TIFF may hold NaN and infinities: they become black (and bright for +inf),
+    # and no RuntimeWarning (which names the file's path) reaches the terminal.
+    import warnings
+
+    data = np.linspace(0, 200, 64 * 48, dtype=np.float32).reshape(48, 64)
+    data[3, 3] = np.nan
+    data[5, 5] = np.inf
+    data[7, 7] = -np.inf
+    path = _save(Image.fromarray(data, "F"), tmp_path / "nan.tif", "TIFF")
+    all_nan = _save(Image.fromarray(np.full((48, 64), np.nan, np.float32), "F"), tmp_path / "all.tif", "TIFF")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = load_image(path)
+        blank = load_image(all_nan)
+    assert image.pixels[3, 3].tolist() == [0, 0, 0] and image.pixels[7, 7].tolist() == [0, 0, 0]
+    assert image.pixels[5, 5, 0] >= image.pixels[47, 63, 0] > 0  # +inf is as bright as the brightest
+    assert int(blank.pixels.max()) == 0
