@@ -174,7 +174,8 @@ def _wrong_format_sentence(model_type: str) -> str:
             f"run. Run {DOWNLOAD_COMMAND} to fetch the native-format version."
         )
     return (
-        f"This folder holds a {model_type} model, not Phi-4-multimodal. "
+        f"This folder holds {'an' if model_type[:1].lower() in 'aeiou' else 'a'} {model_type} model, "
+        "not Phi-4-multimodal. "
         f"Run {DOWNLOAD_COMMAND} to fetch Phi-4-multimodal."
     )
 
