@@ -46,7 +46,14 @@ QUANTIZED_BYTES = {"4bit": 0.55, "8bit": 1.05}
 class TensorEntry:
     name: str
     dtype: str
-    numel: int
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for dim in self.shape:
+            n *= dim
+        return n
 
 
 @dataclass(frozen=True)
@@ -71,10 +78,7 @@ def read_tensor_table(path: Path) -> list[TensorEntry]:
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        numel = 1
-        for dim in entry["shape"]:
-            numel *= int(dim)
-        entries.append(TensorEntry(name, str(entry["dtype"]), numel))
+        entries.append(TensorEntry(name, str(entry["dtype"]), tuple(int(d) for d in entry["shape"])))
     return entries
 
 
