@@ -3,10 +3,10 @@
 A watch re-captures its rectangle at a calm interval and compares a downscaled grey copy with the
 last one it read: about a millisecond per look at a window, so nothing changing costs almost
 nothing; a bigger area is looked at less often, so the looks never take more than about 1 % of a
-core. When something changed, it waits a moment for the change to settle (text being typed or
-scrolled), recognises only a band of full-width rows around the change, and reports the lines that
-were not on the watched area before: a new subtitle, chat message, progress figure or log line,
-once each.
+core. When something changed, it reads it at once, or, when the area keeps changing (text being
+typed or scrolled), once the change has settled. It recognises only a band of full-width rows
+around the change, and reports the lines that were not on the watched area before: a new
+subtitle, chat message, progress figure or log line, once each.
 
 The Watcher runs on a thread of its own; it hands text to the caller through `on_text(text)` and a
 failure through `on_error(sentence)`, both called on that thread (the app's bridge,
@@ -27,10 +27,11 @@ from app.core.errors import CaptureError, SightlineError
 
 log = logging.getLogger(__name__)
 
-INTERVAL = 0.3  # shortest time between looks while nothing changes, in seconds...
+INTERVAL = 0.25  # shortest time between looks while nothing changes, in seconds...
 MAX_INTERVAL = 1.0  # ...and the longest: a look at a big area waits longer (LOOK_SHARE)
 LOOK_SHARE = 0.01  # looks take at most about this share of one core (a 4K screen looks once a second)
-SETTLE = 0.12  # seconds to wait for a change to finish before reading it
+SETTLE = 0.12  # seconds to wait for a moving area to settle before reading it
+BUSY_SECONDS = 1.0  # a change this soon after the last one means the area is moving
 MAX_SETTLE = 1.5  # read anyway after this long, even if it keeps changing (a ticking clock)
 FACTOR = 4  # the grey copy keeps every 4th pixel of every 4th row
 LEVEL = 24  # grey levels a sample must move to count as changed
@@ -207,6 +208,7 @@ class Watcher:
             reference = grey(frame)
             self._on_ready()
             pause = self.interval
+            last_change = float("-inf")
             while not self._stop.wait(pause):
                 started = time.perf_counter()
                 frame = self._frame()
@@ -217,9 +219,13 @@ class Watcher:
                 rows = changed_rows(reference, small)
                 if rows is None:
                     continue
-                # Let the change finish: look again shortly until two looks agree.
-                settle_until = time.monotonic() + MAX_SETTLE
-                while not self._stop.wait(SETTLE) and time.monotonic() < settle_until:
+                # A change after a calm spell is read at once (a subtitle, a message, a log line
+                # arrive whole). One that follows another closely is something moving (typing,
+                # scrolling, an animation): look again shortly until two looks agree.
+                now = time.monotonic()
+                moving_area, last_change = now - last_change < BUSY_SECONDS, now
+                settle_until = now + MAX_SETTLE
+                while moving_area and not self._stop.wait(SETTLE) and time.monotonic() < settle_until:
                     again = self._frame()
                     small_again = grey(again)
                     moving = changed_rows(small, small_again)
@@ -232,8 +238,16 @@ class Watcher:
                 h = frame.shape[0]
                 top = max(0, rows[0] * FACTOR - BAND_MARGIN)
                 bottom = min(h, (rows[1] + 1) * FACTOR + BAND_MARGIN)
+                read_started = time.perf_counter()
                 lines = self._read(frame, top, bottom)
+                log.debug(
+                    "watch: read rows %d-%d in %.0f ms",
+                    top,
+                    bottom,
+                    (time.perf_counter() - read_started) * 1000,
+                )
                 reference = small
+                last_change = time.monotonic()
                 for text in tracker.update((top, bottom), lines):
                     self._on_text(text)
         except SightlineError as exc:
