@@ -479,7 +479,7 @@ def cmd_model(args) -> int:
             _print_json(report.to_json())
         else:
             for problem in report.problems:
-                print(f"- {safe_text(problem)}")
+                print(f"- {safe_text(str(problem))}")
             print(safe_text(report.sentence))
         return ExitCode.OK if report.ok else ExitCode.MODEL_MISSING
     # download: Ctrl+C and SIGTERM cancel it through this token, between blocks
