@@ -43,6 +43,7 @@ from app.inference.model_checks import (
     LEFTOVER,
     MISSING,
     NATIVE_MODEL_TYPE,
+    SMALL_FILE_BYTES,
     FileProblem,
     SafetensorsHeader,
     SafetensorsHeaderError,  # noqa: F401 - part of this module's API
@@ -783,7 +784,11 @@ class _Download:
         blob_id = self.expected_blob_id(rf)
         if blob_id:
             entry["oid"] = blob_id
-        self.marker.setdefault("files", {})[rf.path] = entry
+        files = self.marker.setdefault("files", {})
+        previous = files.get(rf.path)
+        if blob_id and isinstance(previous, dict) and previous.get("shape_ok") == blob_id:
+            entry["shape_ok"] = blob_id  # the same content passed the structure checks before
+        files[rf.path] = entry
         damaged = self.marker.get("damaged")
         if isinstance(damaged, dict):
             damaged.pop(rf.path, None)
@@ -1051,6 +1056,12 @@ class _Download:
                 return final.read_bytes()
         except OSError:
             pass
+        if rf.size > SMALL_FILE_BYTES:
+            raise DownloadError(
+                f"The model server lists {rf.path} at {human_size(rf.size)}, far larger than such a file "
+                "can be, so Sightline did not fetch it.",
+                detail=f"{self.repo_id}@{self.sha}",
+            )
         failures = 0
         while True:
             self.check_cancel()
