@@ -39,7 +39,7 @@ class TextWindow:
 
     def __init__(self, tmp_path: Path, x: int, y: int, env: dict):
         path = tmp_path / "text.txt"
-        path.write_text("\n\n".join(PARAGRAPHS), encoding="utf-8")
+        path.write_text("\n\n\n".join(PARAGRAPHS), encoding="utf-8")  # wide gaps: separate blocks
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.fixtures.text_window", str(x), str(y), str(path), "880"],
             cwd=ROOT,
@@ -92,6 +92,12 @@ def test_read_all_text_twice_reads_everything_and_never_its_own_window(desktop, 
         assert second["error"] is None and second["finished"] != first["finished"]
         screenshot("read_text_twice.png")
         time.sleep(1.0)
+        # The reading keys: prefix, then Page Up (previous paragraph: from the end, the last but
+        # one), then prefix, Down (continue reading: at the end, it says so).
+        _press("Page_Up")
+        time.sleep(1.5)
+        _press("Down")
+        time.sleep(1.5)
     finally:
         app.stop()
         window.stop()
@@ -112,6 +118,18 @@ def test_read_all_text_twice_reads_everything_and_never_its_own_window(desktop, 
     for sentence in SENTENCES:
         assert any(_normal(sentence) in _normal(s) for s in spoken), (sentence, spoken)
     assert not any("full answer is on screen" in s.lower() for s in spoken)
+    # Page Up read from the start of the last but one paragraph (as text recognition grouped
+    # them) to the end; then Down said that the end was reached.
+    from app.speech.manager import Reading
+
+    reading = Reading.of(newest["text"])
+    if len(reading.paragraph_starts) > 1:
+        expected = reading.sentences[reading.paragraph_starts[-2] :]
+    else:  # one paragraph only: there is none before it, and the key says so
+        expected = ["This is the first paragraph."]
+    assert spoken[-1 - len(expected) : -1] == expected, (spoken[-12:], reading.paragraph_starts)
+    assert len(reading.paragraph_starts) > 1  # the blank lines between paragraphs were kept
+    assert spoken[-1] == "That was the end of the answer. Repeat starts it again."
 
 
 def test_read_all_text_plays_all_of_it_at_the_sink(desktop, pulse, tmp_path):
