@@ -3,16 +3,25 @@
     .venv/bin/python bench/gpu.py [--bandwidth GBPS] [--tokens 128] [--crops 4,12,36]
     .venv/bin/python bench/gpu.py --tiny      # the same code path on the CPU, tiny config
 
-Real dimensions: 32 layers, hidden 3072, 24 heads x 128, 8 KV heads, vocab 200064, the real-size
-SigLIP vision encoder and conformer audio encoder; bf16. Prints:
-  - time to first token for a 1080p screenshot at 4, 12 and 36 crops (preprocess + prefill + 1 step)
-  - decode tokens/s at batch 1 with sdpa, with flash-attention 2 if it imports, and with a static
-    KV cache (which transformers compiles for decoding)
-  - peak GPU memory
-  - decode speed as a fraction of the memory-bandwidth limit: every decoded token reads all the
-    language-model weights (and the KV cache) once, so tokens/s can at best be
-    bandwidth / bytes read per token. The bandwidth comes from a table by device name or --bandwidth.
-Stays under 8 minutes: variants are skipped, and said so, once the time budget is used.
+The model is built as the app runs it: the real dimensions (32 layers, hidden 3072, 24 heads x
+128, 8 KV heads, vocab 200064 with the output head tied to the embeddings: 4.74 B parameters;
+the SigLIP vision and conformer audio encoders), bf16, attention per sub-model (flash attention
+2 for the language model when it imports, sdpa for the encoders), the vision encoder made
+bidirectional, and both LoRA adapters at their real ranks (vision r 256, speech r 320) loaded,
+with one active while decoding. Prints:
+  - time to the first token and to the first word (3 tokens) for a 1920x1080 screenshot at 4,
+    12 and 36 crops, vision adapter on (preprocess + vision encoder + prefill + decoding);
+  - decode tokens/s at batch 1 for each variant: sdpa, flash attention 2 (if it imports), a
+    static KV cache without compilation, and a static cache with torch.compile in
+    "reduce-overhead" mode (CUDA graphs), and which of them helped;
+  - each as a fraction of the memory-bandwidth limit: every decoded token reads the language
+    model's weights (about 7.7 GB: the decoder layers, the final norm and the tied head), the
+    active adapter's (0.74 GB vision, 0.92 GB speech) and the KV cache once, so tokens/s can at
+    best be bandwidth / bytes read per token. Bandwidth from a table by device name or
+    --bandwidth;
+  - peak GPU memory.
+Goals on an H200: decode at >= 45 % of the bandwidth limit at batch 1, first word < 0.3 s for a
+1080p screen. Stays under 8 minutes: variants are skipped, and said so, once the budget is used.
 """
 
 from __future__ import annotations
@@ -26,15 +35,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 TIME_BUDGET_S = 7 * 60
-IMAGE_TOKEN_ID = 200010
-AUDIO_TOKEN_ID = 200011
+GOAL_BANDWIDTH_SHARE = 0.45
+GOAL_FIRST_WORD_S = 0.3
+FIRST_WORD_TOKENS = 3
+TINY_LORA_RANK = 8
 
-#: Peak memory bandwidth in GB/s by a fragment of torch.cuda.get_device_name() (first match wins).
+#: Peak memory bandwidth in GB/s by a fragment of torch.cuda.get_device_name(). The first
+#: fragment found in the name wins, so a longer name comes before any name it contains
+#: ("GH200" before "H200", "H200" before "H20", "H100 PCIe" before "H100").
 BANDWIDTH_GBPS = [
-    ("H200", 4800),
-    ("H100 PCIe", 2000),
-    ("H100", 3350),
     ("GH200", 4000),
+    ("GB200", 8000),
+    ("H200", 4800),
+    ("H20", 4000),
+    ("H100 PCIe", 2000),
+    ("H100 NVL", 3900),
+    ("H100", 3350),
     ("B200", 8000),
     ("A100-SXM4-80GB", 2039),
     ("A100 80GB PCIe", 1935),
@@ -70,48 +86,10 @@ def bandwidth_for(name: str) -> float | None:
 
 
 def real_config():
-    """The checkpoint's dimensions (the config class defaults are not all the checkpoint's)."""
-    from transformers import Phi4MultimodalAudioConfig, Phi4MultimodalConfig, Phi4MultimodalVisionConfig
+    """The checkpoint's dimensions (shared with the full-width test model)."""
+    from tests.fixtures.fullwidth_phi4 import real_config as config
 
-    head_dim = 3072 // 24
-    rotary_half = int(head_dim * 0.75) // 2
-    return Phi4MultimodalConfig(
-        vocab_size=200064,
-        hidden_size=3072,
-        intermediate_size=8192,
-        num_hidden_layers=32,
-        num_attention_heads=24,
-        num_key_value_heads=8,
-        max_position_embeddings=131072,
-        original_max_position_embeddings=4096,
-        rope_parameters={
-            "rope_type": "longrope",
-            "rope_theta": 10000.0,
-            "partial_rotary_factor": 0.75,
-            "short_factor": [1.0] * rotary_half,
-            "long_factor": [1.0 + 0.1 * i for i in range(rotary_half)],
-        },
-        bos_token_id=199999,
-        pad_token_id=199999,
-        eos_token_id=[199999, 200020],
-        vision_config=Phi4MultimodalVisionConfig(  # SigLIP-so400m: 1152 wide, 27 layers
-            hidden_size=1152,
-            intermediate_size=4304,
-            num_hidden_layers=27,
-            num_attention_heads=16,
-            image_size=448,
-            patch_size=14,
-            crop_size=448,
-            image_token_id=IMAGE_TOKEN_ID,
-        ).to_dict(),
-        audio_config=Phi4MultimodalAudioConfig(  # conformer: 1024 wide, 24 blocks
-            hidden_size=1024,
-            intermediate_size=1536,
-            num_blocks=24,
-            num_attention_heads=16,
-            audio_token_id=AUDIO_TOKEN_ID,
-        ).to_dict(),
-    )
+    return config()
 
 
 def tiny_setup():
@@ -121,19 +99,45 @@ def tiny_setup():
 
 
 def language_model_bytes(model) -> int:
-    """Bytes one decoding step reads: decoder layers, final norm and lm_head (not the encoders,
-    and of the input embedding only one row)."""
+    """Bytes of base weights one decoding step reads: the decoder layers, the final norm and the
+    output head (tied to the embeddings in the real checkpoint, and read in full as the head;
+    of the input embedding only one row). Not the encoders, not the adapters."""
     total = 0
     for name, param in model.named_parameters():
-        if "embed_tokens_extend" in name or "embed_tokens" in name:
+        if "lora_" in name or not (name.startswith("model.layers.") or name.startswith("model.norm.")):
             continue
         total += param.numel() * param.element_size()
-    return total
+    head = model.lm_head.weight
+    return total + head.numel() * head.element_size()
+
+
+def adapter_bytes(model, adapter: str) -> int:
+    """Bytes of one adapter's LoRA matrices (read on every step while it is active)."""
+    return sum(
+        p.numel() * p.element_size()
+        for n, p in model.named_parameters()
+        if "lora_" in n and f".{adapter}." in n
+    )
 
 
 def kv_bytes_per_token(config, element_size: int) -> int:
     head_dim = config.hidden_size // config.num_attention_heads
     return 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * element_size
+
+
+def load_adapters(model, tiny: bool) -> None:
+    """Both adapters at their real ranks (tiny: rank 8), keyed as the converter writes them."""
+    from tests.fixtures.fullwidth_phi4 import LORA, SEED, lora_config, lora_state_dict
+
+    adapters = []
+    for n, adapter in enumerate(LORA):
+        config = lora_config(adapter)
+        if tiny:
+            config.r, config.lora_alpha = TINY_LORA_RANK, 2 * TINY_LORA_RANK
+        # All state dicts first: once one adapter is in, the targets are no longer plain Linears.
+        adapters.append((adapter, config, lora_state_dict(model, config.r, seed=SEED + 1 + n)))
+    for adapter, config, state in adapters:
+        model.load_adapter(adapter_name=adapter, peft_config=config, adapter_state_dict=state)
 
 
 def screenshot_inputs(config, crops: int, device, dtype, prompt_tokens: int = 120):
@@ -175,11 +179,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bandwidth", type=float, help="card memory bandwidth in GB/s (else from a table)")
     parser.add_argument("--tokens", type=int, default=128, help="tokens decoded per speed measurement")
     parser.add_argument("--crops", default="4,12,36", help="crop caps for the time-to-first-token runs")
+    parser.add_argument(
+        "--adapter", default="vision", choices=["vision", "speech"], help="active while decoding"
+    )
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args(argv)
     crop_caps = [int(c) for c in args.crops.split(",") if c.strip()]
 
+    import warnings
+
     import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # load reports of the adapters' state dicts are noise here
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*multiple adapters.*")
+    if args.tiny:  # the code path, quickly: fewer tokens, repetitions and crop caps
+        args.tokens = min(args.tokens, 32)
+        args.reps = min(args.reps, 1)
+        crop_caps = [c for c in crop_caps if c <= 12] or [4]
 
     if not args.tiny and not torch.cuda.is_available():
         print(
@@ -188,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
-    from transformers import Phi4MultimodalForCausalLM
+    from app.inference.phi4_local import (
+        attention_plan,
+        language_attention,
+        make_vision_encoder_non_causal,
+    )
+    from tests.fixtures.fullwidth_phi4 import make_model
 
     started = time.perf_counter()
     device = torch.device("cpu" if args.tiny else "cuda")
@@ -204,23 +227,42 @@ def main(argv: list[str] | None = None) -> int:
     def over_budget() -> bool:
         return time.perf_counter() - started > TIME_BUDGET_S
 
+    try:
+        import flash_attn  # noqa: F401
+
+        flash = cuda
+        flash_note = "" if cuda else " (flash attention needs CUDA)"
+    except Exception as exc:
+        flash = False
+        flash_note = f" (flash attention not importable: {type(exc).__name__}: {str(exc)[:80]})"
+    language = language_attention(device.type, flash)
+
     config = tiny_setup() if args.tiny else real_config()
-    torch.manual_seed(0)
     t0 = time.perf_counter()
-    with torch.device(device):
-        model = Phi4MultimodalForCausalLM._from_config(config, dtype=dtype, attn_implementation="sdpa").eval()
+    model = make_model(config, dtype, device=str(device), attn_implementation=attention_plan(language))
+    make_vision_encoder_non_causal(model)
+    base_params = sum(p.numel() for p in model.parameters())
+    load_adapters(model, args.tiny)
+    model.enable_adapters()
+    model.set_adapter(args.adapter)
     sync()
     build_s = time.perf_counter() - t0
-    params = sum(p.numel() for p in model.parameters())
+
+    element = torch.tensor([], dtype=dtype).element_size()
     lm_bytes = language_model_bytes(model)
-    kv_per_token = kv_bytes_per_token(config, torch.tensor([], dtype=dtype).element_size())
+    lora_bytes = adapter_bytes(model, args.adapter)
+    kv_per_token = kv_bytes_per_token(config, element)
     print(
         f"Phi-4-multimodal at real size with random weights on {name}" if not args.tiny else f"tiny on {name}"
     )
     print(
-        f"  {params / 1e6:.1f} M parameters, {dtype}, built in {build_s:.1f} s; "
-        f"language-model weights read per token {lm_bytes / 2**20:.1f} MiB, "
-        f"KV {kv_per_token / 1024:.0f} KiB/token"
+        f"  {base_params / 1e9:.2f} B ({base_params / 1e6:.1f} M) parameters "
+        f"(head tied: {bool(config.tie_word_embeddings)}), {dtype}, "
+        f"built in {build_s:.1f} s; attention {attention_plan(language)}{flash_note}"
+    )
+    print(
+        f"  read per decoded token: language model {lm_bytes / 1e9:.2f} GB + {args.adapter} adapter "
+        f"{lora_bytes / 1e9:.2f} GB + KV {kv_per_token / 1024:.0f} KiB/token"
     )
     gen = {"do_sample": False, "pad_token_id": config.pad_token_id}
     med = statistics.median
@@ -233,73 +275,104 @@ def main(argv: list[str] | None = None) -> int:
         sync()
         return time.perf_counter() - t
 
-    # -- time to first token for a 1080p screenshot -----------------------------------------------
-    print("  time to first token, 1920x1080 screenshot (preprocess + prefill + first token):")
+    # -- first token and first word for a 1080p screenshot, vision adapter on -------------------
+    model.set_adapter("vision")
+    print("  1920x1080 screenshot, vision adapter on (preprocess + encoder + prefill + decoding):")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    first_words: dict[int, float] = {}
     for crops in crop_caps:
         if over_budget():
             print(f"    {crops:2d} crops: skipped (time budget used)")
             continue
-        timings, prefill = [], []
+        firsts, words = [], []
         for rep in range(args.reps + 1):
             t = time.perf_counter()
             inputs, n_img = screenshot_inputs(config, crops, device, dtype)
             prep = time.perf_counter() - t
             first = timed_generate(inputs, 1)
+            word = timed_generate(inputs, FIRST_WORD_TOKENS)
             if rep:  # the first run warms up kernels
-                timings.append(prep + first)
-                prefill.append(first)
+                firsts.append(prep + first)
+                words.append(prep + word)
+        first_words[crops] = med(words)
         peak = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if cuda else "n/a"
         total_tokens = inputs["input_ids"].shape[1]
         print(
-            f"    {crops:2d} crops: {n_img:5d} image tokens ({total_tokens} in all): "
-            f"{med(timings) * 1000:8.1f} ms  (model {med(prefill) * 1000:.1f} ms)  peak {peak}"
+            f"    {crops:2d} crops: {n_img:5d} image tokens ({total_tokens} in all): first token "
+            f"{med(firsts) * 1000:7.1f} ms, first word {med(words) * 1000:7.1f} ms  peak {peak}"
         )
+    model.set_adapter(args.adapter)
 
     # -- decode speed -----------------------------------------------------------------------------
     context = 256
     prompt = text_inputs(config, context, device)
 
     def decode_speed(**extra) -> float:
-        timed_generate(prompt, 4, **extra)  # warm-up (and compilation for the static cache)
+        timed_generate(prompt, 4, **extra)  # warm-up (and compilation for the compiled variant)
+        timed_generate(prompt, args.tokens, **extra)  # CUDA graphs are captured per length
         one = med(timed_generate(prompt, 1, **extra) for _ in range(args.reps))
         full = med(timed_generate(prompt, args.tokens, **extra) for _ in range(args.reps))
         return (args.tokens - 1) / max(full - one, 1e-9)
 
-    variants: list[tuple[str, dict, str]] = [("sdpa", {}, "sdpa")]
-    try:
-        import flash_attn  # noqa: F401
+    plan_sdpa = attention_plan("sdpa")
+    variants: list[tuple[str, dict, dict]] = [("sdpa, dynamic cache", {}, plan_sdpa)]
+    if flash:
+        variants.append(("flash-attention 2, dynamic cache", {}, attention_plan("flash_attention_2")))
+    best_plan = attention_plan(language)
+    variants.append(
+        ("static cache, no compile", {"cache_implementation": "static", "disable_compile": True}, best_plan)
+    )
+    if cuda:
+        variants.append(
+            ("static cache + torch.compile (CUDA graphs)", {"cache_implementation": "static"}, best_plan)
+        )
+    else:
+        print(
+            "  static cache + torch.compile (CUDA graphs): not measured (transformers compiles on CUDA only)"
+        )
 
-        if cuda:
-            variants.append(("flash-attention 2", {}, "flash_attention_2"))
-    except Exception as exc:
-        print(f"  flash-attention 2: not measured ({type(exc).__name__}: {exc})")
-    variants.append(("sdpa + static cache (compiled on CUDA)", {"cache_implementation": "static"}, "sdpa"))
-
-    print(f"  decode at batch 1, {context}-token context, {args.tokens} tokens:")
-    results = []
-    for label, extra, attn in variants:
+    print(f"  decode at batch 1, {args.adapter} adapter on, {context}-token context, {args.tokens} tokens:")
+    results: list[tuple[str, float, float | None]] = []
+    bytes_per_token = lm_bytes + lora_bytes + kv_per_token * (context + args.tokens / 2)
+    limit = bandwidth * 1e9 / bytes_per_token if bandwidth else None
+    for label, extra, plan in variants:
         if over_budget():
             print(f"    {label}: skipped (time budget used)")
             continue
         try:
-            model.set_attn_implementation(attn)
+            model.set_attn_implementation(plan)
             tps = decode_speed(**extra)
         except Exception as exc:  # a variant that fails here is reported, not fatal
-            print(f"    {label}: failed ({type(exc).__name__}: {str(exc)[:120]})")
+            print(f"    {label}: failed ({type(exc).__name__}: {str(exc)[:160]})")
             continue
         finally:
-            model.set_attn_implementation("sdpa")
-        results.append((label, tps))
-        bytes_per_token = lm_bytes + kv_per_token * (context + args.tokens / 2)
-        if bandwidth:
-            limit = bandwidth * 1e9 / bytes_per_token
-            share = f"{tps / limit:5.1%} of the {limit:.0f} tokens/s bandwidth limit ({bandwidth:.0f} GB/s)"
+            model.set_attn_implementation(best_plan)
+        share = tps / limit if limit else None
+        results.append((label, tps, share))
+        if limit:
+            note = f"{share:5.1%} of the {limit:.0f} tokens/s bandwidth limit ({bandwidth:.0f} GB/s)"
         else:
-            share = "bandwidth unknown (pass --bandwidth GBPS)"
-        print(f"    {label:38s} {tps:8.1f} tokens/s   {share}")
+            note = "bandwidth unknown (pass --bandwidth GBPS)"
+        print(f"    {label:44s} {tps:8.1f} tokens/s   {note}")
 
+    if results:
+        baseline = results[0][1]
+        best_label, best_tps, best_share = max(results, key=lambda r: r[1])
+        helped = [f"{label} x{tps / baseline:.2f}" for label, tps, _ in results[1:] if tps > baseline * 1.03]
+        print(f"  helped over plain sdpa: {', '.join(helped) if helped else 'none'}")
+        if best_share is not None:
+            verdict = "met" if best_share >= GOAL_BANDWIDTH_SHARE else "NOT met"
+            print(
+                f"  goal decode >= {GOAL_BANDWIDTH_SHARE:.0%} of the limit: {verdict} "
+                f"({best_label}: {best_share:.1%})"
+            )
+    if 12 in first_words:
+        verdict = "met" if first_words[12] < GOAL_FIRST_WORD_S else "NOT met"
+        print(
+            f"  goal first word < {GOAL_FIRST_WORD_S} s for a 1080p screen (12 crops, the normal "
+            f"detail): {verdict} ({first_words[12]:.3f} s)"
+        )
     if cuda:
         print(
             f"  peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated, "

@@ -194,3 +194,38 @@ def test_the_estimate_at_the_real_depth_matches_the_real_checkpoint(fullwidth_di
     assert gigabytes(need_bf16) in ("12.6", "12.7", "12.8")
     need_f32 = weights_bf16 * 2 + 2 * kv + 4 * WORKING_BYTES_PER_ELEMENT_BYTE
     assert 24e9 < need_f32 < 26e9
+
+
+def test_the_gpu_bench_counts_what_a_decoded_token_reads_at_real_size():
+    """bench/gpu.py's ceiling: the real model (on the meta device: shapes, no memory) has 4.74 B
+    parameters with the head tied, and a decoded token reads about 7.7 GB of its weights."""
+    import torch
+    from transformers import Phi4MultimodalForCausalLM
+
+    from bench import gpu
+
+    with torch.device("meta"):
+        model = Phi4MultimodalForCausalLM._from_config(gpu.real_config(), dtype=torch.bfloat16)
+    model.tie_weights()
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    assert 4.74e9 < sum(p.numel() for p in model.parameters()) < 4.75e9
+    assert 7.6e9 < gpu.language_model_bytes(model) < 7.75e9
+    assert gpu.kv_bytes_per_token(model.config, 2) == 128 * 1024
+
+
+@pytest.mark.parametrize(
+    ("name", "gbps"),
+    [
+        ("NVIDIA GH200 480GB", 4000),
+        ("NVIDIA H200", 4800),
+        ("NVIDIA H200 NVL", 4800),
+        ("NVIDIA H20", 4000),
+        ("NVIDIA H100 PCIe", 2000),
+        ("NVIDIA H100 80GB HBM3", 3350),
+        ("NVIDIA GeForce RTX 4070 Ti", 504),
+    ],
+)
+def test_the_bench_reads_the_bandwidth_of_the_right_card(name, gbps):
+    from bench import gpu
+
+    assert gpu.bandwidth_for(name) == gbps
