@@ -16,6 +16,7 @@ import pytest
 from app.capture.watch import normal
 from app.settings.schema import Settings
 from app.settings.store import save_settings
+from app.ui.region_selector import HELP_TEXT
 from tests.fixtures.windows_proc import start_changing_window
 from tests.integration.test_app_e2e import PREFIX, AppProcess, xdo
 from tests.integration.test_explore import heard
@@ -54,7 +55,7 @@ def test_watch_a_window_says_each_new_text_once_in_order(app_env, tmp_path):
         xdo("key", PREFIX)
         time.sleep(0.3)
         xdo("key", "l")
-        heard(app, lambda t: t.startswith("Select a region"))  # the selector, on the window
+        heard(app, lambda t: t.startswith(HELP_TEXT[:30]))  # the selector, on the window
         xdo("key", "Return")
         heard(app, lambda t: t.startswith("Watching the window."), timeout=60)
 
@@ -66,12 +67,27 @@ def test_watch_a_window_says_each_new_text_once_in_order(app_env, tmp_path):
         time.sleep(0.3)
         xdo("key", "l")  # the same key ends the watch
         heard(app, lambda t: t == "Stopped watching.")
+
+        # Watch again; Stop (the prefix, then X) ends it too. (With no window manager here, nothing
+        # gives the window the focus back after the selector closes.)
+        xdo("windowfocus", "--sync", str(window.info["wid"]))
+        xdo("key", PREFIX)
+        time.sleep(0.3)
+        xdo("key", "l")
+        heard(app, lambda t: t.startswith(HELP_TEXT[:30]))
+        xdo("key", "Return")
+        heard(app, lambda t: t.startswith("Watching the window."), timeout=60)
+        xdo("key", PREFIX)
+        time.sleep(0.3)
+        xdo("key", "x")
+        heard(app, lambda t: t == "Stopped watching.")
     finally:
         assert app.stop() == 0
         window.stop()
     spoken = app.read_report()["spoken_started"]
     start = next(i for i, s in enumerate(spoken) if s.startswith("Watching the window."))
     end = spoken.index("Stopped watching.")
+    assert spoken.count("Stopped watching.") == 2
     said = spoken[start + 1 : end]
     assert [normal(s) for s in said] == [normal(t) for t in TEXTS], said
     assert not any("waiting for the build" in normal(s) for s in spoken)  # there before: not new
