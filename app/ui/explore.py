@@ -1,9 +1,9 @@
 """Explore mode: the text on a window or the screen as a list to move through and click.
 
-The explore key captures the active window (the screen when no window is active), recognises its
-text with the on-device engine (no model needed) on a thread of its own, and opens a small window
-of Sightline's that takes the keyboard, so the arrows reach Sightline without any global keyboard
-grab. The window shows the current item in large text; everything is also spoken:
+The explore key captures the active window (the whole screen when no window is active, or when
+the key is pressed again while exploring), recognises its text with the on-device engine (no model
+needed) on a thread of its own, and opens a small window of Sightline's that takes the keyboard,
+so the arrows reach Sightline without any global keyboard grab. The window shows the current item in large text; everything is also spoken:
 
 - Up / Down: the previous / next line; Left / Right: the previous / next word;
 - Ctrl+Up / Ctrl+Down or Page Up / Page Down: the previous / next block (a paragraph, a button);
@@ -312,14 +312,19 @@ class ExploreController(QObject):
         self._relay.failed.connect(self._on_failed)
 
     def start(self) -> None:
-        """Explore the active window, or the screen when no window is active."""
+        """Explore the active window, or the screen when no window is active; pressed again while
+        exploring, the whole screen."""
         from app.capture import screen
 
+        widen = self.window is not None and self.window.isVisible()
         self.close()
-        try:
-            image, what = screen.capture_active_window(), "window"
-        except CaptureError:
+        if widen:
             image, what = screen.capture_screen(), "screen"
+        else:
+            try:
+                image, what = screen.capture_active_window(), "window"
+            except CaptureError:
+                image, what = screen.capture_screen(), "screen"
         self.explore_image(image, what)
 
     def explore_image(self, image, what: str = "screen") -> None:

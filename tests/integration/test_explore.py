@@ -98,10 +98,17 @@ def test_explore_find_cancel_and_click_it_from_the_keyboard(app_env, tmp_path):
         assert right["clicked"] == "Save" and right["button"] == "right", right
         assert inside(controls["Save"], right["x"], right["y"])
 
-        # Escape leaves without clicking anything.
+        # The key again while exploring widens to the whole screen; Escape leaves, clicking nothing.
+        xdo("windowfocus", "--sync", str(window.info["wid"]))
         xdo("key", PREFIX)
         time.sleep(0.3)
         xdo("key", "e")
+        heard(app, lambda t: t == "Reading the window.")
+        heard(app, lambda t: t.startswith("Exploring:"))
+        xdo("key", PREFIX)
+        time.sleep(0.3)
+        xdo("key", "e")
+        heard(app, lambda t: t == "Reading the screen.")
         heard(app, lambda t: t.startswith("Exploring:"))
         xdo("key", "Escape")
         heard(app, lambda t: t == "Left explore mode.")
