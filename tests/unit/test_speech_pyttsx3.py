@@ -77,3 +77,19 @@ def test_the_last_driver_to_close_stops_the_engine_thread():
     second.close()
     host.thread.join(5)
     assert not host.thread.is_alive()
+
+
+def test_the_engine_prints_nothing_on_our_output(capfd):
+    """pyttsx3's espeak backend prints "Audio saved to ..." from its synthesis callback, which can
+    run after runAndWait has returned; none of it may reach the app's or the CLI's stdout."""
+    driver = Pyttsx3Driver()
+    ok, why = driver.engine_check()
+    if not ok:
+        pytest.skip(f"pyttsx3 cannot run here: {why}")
+    try:
+        for i in range(8):
+            driver.synthesize(f"Short sentence {i}.", VoiceSettings())
+    finally:
+        driver.close()
+    out, _err = capfd.readouterr()
+    assert "Audio saved" not in out

@@ -118,12 +118,14 @@ def _render(engine, finished: threading.Event, text: str, settings: VoiceSetting
     try:
         path.unlink()  # a fresh name the engine creates; an old file never passes for a new one
         finished.clear()
-        # The espeak backend prints a line per saved file; keep it off the CLI's stdout.
+        # The espeak backend prints "Audio saved to ..." per file, from its synthesis callback,
+        # which may run after runAndWait has returned: keep stdout redirected until the utterance
+        # has finished, so the line never reaches the app's or the CLI's output.
         with contextlib.redirect_stdout(io.StringIO()):
             engine.save_to_file(text, str(path))
             engine.runAndWait()
-        if not finished.wait(_FILE_WAIT):
-            raise RuntimeError("finished-utterance never came")
+            if not finished.wait(_FILE_WAIT):
+                raise RuntimeError("finished-utterance never came")
         return _read_complete_wav(path)
     finally:
         with contextlib.suppress(OSError):
