@@ -355,6 +355,7 @@ class SightlineApp(QObject):
             self._explore = ExploreController(
                 lambda text: self.say(text, Priority.NOW),
                 self.controller.report_error,
+                describe=lambda image: self._describe(image, "Describe the item"),
                 font_pt=self.settings.result_font_size,
                 parent=self,
             )

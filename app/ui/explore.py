@@ -3,7 +3,8 @@
 The explore key captures the active window (the whole screen when no window is active, or when
 the key is pressed again while exploring), recognises its text with the on-device engine (no model
 needed) on a thread of its own, and opens a small window of Sightline's that takes the keyboard,
-so the arrows reach Sightline without any global keyboard grab. The window shows the current item in large text; everything is also spoken:
+so the arrows reach Sightline without any global keyboard grab. The window shows the current item
+in large text; everything is also spoken:
 
 - Up / Down: the previous / next line; Left / Right: the previous / next word;
 - Ctrl+Up / Ctrl+Down or Page Up / Page Down: the previous / next block (a paragraph, a button);
@@ -11,6 +12,8 @@ so the arrows reach Sightline without any global keyboard grab. The window shows
 - typing text (or Ctrl+F) opens Find: Enter goes to the best match and says it, F3 the next one;
 - Enter moves the pointer to the centre of the current item and clicks it, Shift+Enter
   right-clicks; explore mode then ends, since the screen has changed;
+- Ctrl+D describes the item and what is around it from the picture already taken (with the model
+  an icon or a control gets a name; without it, the text there is read);
 - Escape leaves.
 
 The window is never in its own picture: the capture is made before it opens, and captures leave
@@ -38,7 +41,7 @@ WINDOW_TITLE = "Sightline explore"
 KEYS_HELP = (
     "Up and Down arrows move by line, Left and Right by word, Page Up and Page Down by block, "
     "Home and End to the first and last line. Type to find text. Enter clicks, Shift and Enter "
-    "right-clicks, Escape leaves."
+    "right-clicks, Control and D describes the item and what is around it, Escape leaves."
 )
 CLICK_DELAY_MS = 200  # time for the explore window to disappear before the click
 
@@ -59,6 +62,7 @@ class ExploreWindow(QWidget):
 
     closed = Signal()
     clickRequested = Signal(int, int, str, str)  # x, y, button, text
+    describeRequested = Signal(object)  # the current Item
 
     def __init__(
         self,
@@ -182,6 +186,9 @@ class ExploreWindow(QWidget):
             self._announce(KEYS_HELP)
         elif key == K.Key_Space and not ctrl:
             self._show(m.current)
+        elif key == K.Key_D and ctrl:
+            if m.current is not None:
+                self.describeRequested.emit(m.current)
         elif key == K.Key_F and ctrl:
             self._open_find("")
         elif event.text() and event.text().isprintable() and not ctrl:
@@ -296,6 +303,7 @@ class ExploreController(QObject):
         *,
         ocr=None,
         click: Callable[[int, int, str], None] = pointer_click,
+        describe: Callable[[object], None] | None = None,
         font_pt: int = DEFAULT_FONT_PT,
         parent: QObject | None = None,
     ):
@@ -304,6 +312,8 @@ class ExploreController(QObject):
         self._report_error = report_error
         self._ocr = ocr
         self._click = click
+        self._describe = describe
+        self._image = None
         self.font_pt = font_pt
         self.window: ExploreWindow | None = None
         self._request = 0
@@ -335,6 +345,7 @@ class ExploreController(QObject):
         request = self._request
         ocr = self._ocr or shared_ocr_backend()
         relay = self._relay
+        self._image = image
         self._announce(f"Reading the {what}.")
 
         def work() -> None:  # recognition thread: results go back through queued signals
@@ -361,6 +372,7 @@ class ExploreController(QObject):
             return
         window = ExploreWindow(screen_map, self._announce, font_pt=self.font_pt)
         window.clickRequested.connect(self._do_click)
+        window.describeRequested.connect(self._do_describe)
         window.closed.connect(lambda: self._forget(window))
         self.window = window
         window.open()
@@ -385,3 +397,31 @@ class ExploreController(QObject):
             self._report_error(f"The click did not work ({type(exc).__name__}).")
             return
         self.clicked.emit(x, y, button, text)
+
+    def _do_describe(self, item: Item) -> None:
+        if self._describe is None or self._image is None:
+            self._announce("Describing is not available here.")
+            return
+        self._describe(crop_around(self._image, item))
+
+
+def crop_around(image, item: Item):
+    """The part of `image` (an ImageInput with screen bounds) around `item`: the item with about
+    three of its heights on every side, at least 240 by 120 pixels, kept on the image."""
+    from app.core.types import Bounds, ImageInput
+
+    b = image.bounds or Bounds(0, 0, image.width, image.height)
+    sx, sy = image.width / max(1, b.width), image.height / max(1, b.height)
+    x0, y0 = (item.x0 - b.x) * sx, (item.y0 - b.y) * sy
+    x1, y1 = (item.x1 - b.x) * sx, (item.y1 - b.y) * sy
+    margin = 3 * max(8.0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half_w = max(120.0, (x1 - x0) / 2 + margin)
+    half_h = max(60.0, (y1 - y0) / 2 + margin)
+    left, right = max(0, round(cx - half_w)), min(image.width, round(cx + half_w))
+    top, bottom = max(0, round(cy - half_h)), min(image.height, round(cy + half_h))
+    pixels = image.pixels[top:bottom, left:right]
+    bounds = Bounds(
+        round(b.x + left / sx), round(b.y + top / sy), round((right - left) / sx), round((bottom - top) / sy)
+    )
+    return ImageInput(pixels, "region", bounds, captured_at=image.captured_at)

@@ -94,3 +94,26 @@ def test_find_says_when_nothing_matches_and_escape_closes_find_then_leaves(windo
     window.closed.connect(lambda: closed.append(True))
     QTest.keyClick(window, Qt.Key.Key_Escape)
     assert window.said[-1] == "Left explore mode." and closed == [True]
+
+
+def test_ctrl_d_asks_to_describe_the_item_and_the_crop_holds_it_with_its_surroundings(window):
+    import numpy as np
+
+    from app.core.types import ImageInput
+    from app.ui.explore import crop_around
+
+    asked = []
+    window.describeRequested.connect(asked.append)
+    QTest.keyClick(window, Qt.Key.Key_End)
+    QTest.keyClick(window, Qt.Key.Key_D, CTRL)
+    (item,) = asked
+    assert item.text == "Cancel"
+    # A 1920 x 1080 screen captured at half size, placed at (100, 0) on the desktop.
+    image = ImageInput(np.zeros((540, 960, 3), np.uint8), "window", Bounds(100, 0, 1920, 1080))
+    shifted = type(item)(item.kind, item.text, item.x0 + 100, item.y0, item.x1 + 100, item.y1)
+    crop = crop_around(image, shifted)
+    b = crop.bounds
+    assert b.x <= shifted.x0 and b.y <= shifted.y0
+    assert b.x + b.width >= shifted.x1 and b.y + b.height >= shifted.y1
+    assert crop.width >= 240 / 2 and crop.height >= 120 / 2 and crop.width < 960
+    assert b.y + b.height <= 1080  # kept on the picture: Cancel is at the bottom edge

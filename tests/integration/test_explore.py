@@ -110,6 +110,13 @@ def test_explore_find_cancel_and_click_it_from_the_keyboard(app_env, tmp_path):
         xdo("key", "e")
         heard(app, lambda t: t == "Reading the screen.")
         heard(app, lambda t: t.startswith("Exploring:"))
+        # Ctrl+D describes the item where it is, from the picture already taken.
+        xdo("type", "--delay", "80", "print")
+        xdo("key", "Return")
+        heard(app, lambda t: t.startswith("Print, "))
+        xdo("key", "ctrl+d")
+        described = app.wait_for("finished", timeout=60)
+        assert described["backend"] == "ocr" and described["error"] is None
         xdo("key", "Escape")
         heard(app, lambda t: t == "Left explore mode.")
         time.sleep(0.5)
@@ -118,4 +125,10 @@ def test_explore_find_cancel_and_click_it_from_the_keyboard(app_env, tmp_path):
         assert app.stop() == 0
         window.stop()
     report = app.read_report()
-    assert report["requests"] == []  # explore never went through the model worker
+    # Exploring never goes through the model worker; describing an item sends its surroundings.
+    (request,) = report["requests"]
+    assert request["task"] == "describe_brief"
+    w, h = request["image"]
+    assert 240 <= w < 600 and 120 <= h < 300, request
+    item = next(a for a in report["answers"] if a["title"] == "Describe the item")
+    assert "Print" in item["text"]
