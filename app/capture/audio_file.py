@@ -4,12 +4,18 @@ Every path into the model goes through `audio_from_array`: files read by `load_a
 microphone's recordings. It mixes any number of channels to mono, resamples any rate to 16 kHz with
 an anti-aliased polyphase filter, scales clipped or over-range audio back into [-1, 1], and turns
 every unusable input into an InputError with a sentence the user hears.
+
+Files are read block by block, never whole: `load_audio` stops reading as soon as a recording is
+longer than its limit, and `transcription_pieces` streams a recording of any length (hours) through
+the same mixing and a block-wise resampler (`StreamResampler`, equal to resampling the whole signal
+at once) into pieces cut at quiet moments, so memory stays flat with the length of the file.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +29,8 @@ if TYPE_CHECKING:
 # a tenth of a second is still shorter than any spoken word.
 MIN_SECONDS = 0.1
 DEFAULT_MAX_SECONDS = 40.0
+# How much of a file is read at once: 10 s of 48 kHz stereo float32 is under 4 MB.
+BLOCK_SECONDS = 10.0
 
 # Silence gate. Audio counts as heard when at least SOUND_MIN_SECONDS of 20 ms frames are louder
 # than SOUND_RMS (about -50 dBFS, after removing any DC offset). Quiet speech on a laptop
@@ -87,6 +95,71 @@ def _resample(mono: np.ndarray, rate: int) -> np.ndarray:
     g = math.gcd(int(rate), SAMPLE_RATE)
     up, down = SAMPLE_RATE // g, int(rate) // g
     return resample_poly(mono, up, down)
+
+
+class StreamResampler:
+    """Resample a stream of 1-D float32 blocks from `rate` to SAMPLE_RATE, block by block.
+
+    The output equals scipy's resample_poly over the whole signal at once (the same anti-aliased
+    polyphase filter, zeros beyond both ends): each block is filtered with enough real input on
+    either side (overlap and discard), and blocks are cut at multiples of the decimation factor so
+    every output sample lands where it would in the one-shot result. Memory: one block plus a
+    few dozen samples of context.
+    """
+
+    def __init__(self, rate: int):
+        import numpy as np
+
+        self.rate = int(rate)
+        g = math.gcd(self.rate, SAMPLE_RATE)
+        self.up, self.down = SAMPLE_RATE // g, self.rate // g
+        half_len = 10 * max(self.up, self.down)  # resample_poly's default filter half-length
+        # Context on each side, in input samples: past the filter's reach, a multiple of `down`.
+        self.pad = self.down * math.ceil((half_len // self.up + 2) / self.down)
+        self._context = np.zeros(self.pad, np.float32)  # the input just before _pending
+        self._pending = np.zeros(0, np.float32)
+        self._consumed = 0  # input samples already turned into output
+
+    def _filter(self, segment):
+        from scipy.signal import resample_poly
+
+        return resample_poly(segment, self.up, self.down)
+
+    def feed(self, block) -> np.ndarray:
+        import numpy as np
+
+        block = np.asarray(block, dtype=np.float32)
+        if self.rate == SAMPLE_RATE:
+            return block
+        pending = np.concatenate([self._pending, block])
+        n = ((len(pending) - self.pad) // self.down) * self.down
+        if n <= 0:
+            self._pending = pending
+            return np.zeros(0, np.float32)
+        y = self._filter(np.concatenate([self._context, pending[: n + self.pad]]))
+        k0 = self.pad * self.up // self.down
+        out = y[k0 : k0 + n * self.up // self.down]
+        self._context = np.concatenate([self._context, pending[:n]])[-self.pad :]
+        self._pending = pending[n:].copy()
+        self._consumed += n
+        return out.astype(np.float32, copy=False)
+
+    def finish(self) -> np.ndarray:
+        import numpy as np
+
+        if self.rate == SAMPLE_RATE:
+            return np.zeros(0, np.float32)
+        rest = len(self._pending)
+        if rest == 0:
+            return np.zeros(0, np.float32)
+        total_out = -(-(self._consumed + rest) * self.up // self.down)  # ceil, as resample_poly
+        wanted = total_out - self._consumed * self.up // self.down
+        tail = np.zeros(self.pad + (-rest) % self.down, np.float32)
+        y = self._filter(np.concatenate([self._context, self._pending, tail]))
+        k0 = self.pad * self.up // self.down
+        self._pending = np.zeros(0, np.float32)
+        self._consumed += rest
+        return y[k0 : k0 + wanted].astype(np.float32, copy=False)
 
 
 def audio_from_array(
@@ -154,14 +227,10 @@ def audio_from_array(
     return AudioInput(samples=out, source=source)
 
 
-def load_audio(path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> AudioInput:
-    """Read a WAV, FLAC, OGG (anything libsndfile reads) into a 16 kHz mono AudioInput.
-
-    `max_seconds=None` allows audio of any length (transcription splits it afterwards).
-    """
+def _open_info(p: Path):
+    """The file's soundfile.info after the checks every reader makes; InputError otherwise."""
     import soundfile as sf
 
-    p = Path(os.fspath(path)).expanduser()
     if not p.exists():
         raise InputError(f"I could not find the audio file {p.name}.", detail=str(p))
     if p.is_dir():
@@ -173,25 +242,125 @@ def load_audio(path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> Audi
     if size == 0:
         raise InputError("The audio file is empty.", detail=str(p))
     try:
-        info = sf.info(str(p))
+        return sf.info(str(p))
     except PermissionError as exc:
         raise InputError(f"I am not allowed to open the audio file {p.name}.", detail=str(exc)) from exc
     except Exception as exc:  # libsndfile says "Format not recognised", "unexpected end" etc.
-        raise InputError(
-            f"I could not read the audio file {p.name}. It may be damaged or not a sound file.",
-            detail=f"{type(exc).__name__}: {exc}",
-        ) from exc
-    if info.samplerate > 0 and max_seconds is not None and info.frames / info.samplerate > max_seconds:
-        # Checked before decoding, so a very long file is refused without reading it all.
-        raise _too_long(info.frames / info.samplerate, max_seconds, from_file=True)
+        raise _damaged(p, exc) from exc
+
+
+def _damaged(p: Path, exc: BaseException) -> InputError:
+    return InputError(
+        f"I could not read the audio file {p.name}. It may be damaged or not a sound file.",
+        detail=f"{type(exc).__name__}: {exc}",
+    )
+
+
+def _read_blocks(p: Path, block_seconds: float = BLOCK_SECONDS) -> Iterator[tuple[np.ndarray, int]]:
+    """(frames x channels float32 block, sample rate) pairs: the file read a block at a time."""
+    import soundfile as sf
+
     try:
-        data, rate = sf.read(str(p), dtype="float32", always_2d=True)
+        handle = sf.SoundFile(str(p))
     except Exception as exc:
-        raise InputError(
-            f"I could not read the audio file {p.name}. It may be damaged or not a sound file.",
-            detail=f"{type(exc).__name__}: {exc}",
-        ) from exc
+        raise _damaged(p, exc) from exc
+    with handle:
+        rate = int(handle.samplerate)
+        frames = max(1, int(rate * block_seconds))
+        while True:
+            try:
+                block = handle.read(frames, dtype="float32", always_2d=True)
+            except Exception as exc:
+                raise _damaged(p, exc) from exc
+            if len(block) == 0:
+                return
+            yield block, rate
+
+
+def load_audio(path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> AudioInput:
+    """Read a WAV, FLAC, OGG (anything libsndfile reads) into a 16 kHz mono AudioInput.
+
+    The file is read a block at a time and reading stops as soon as it is longer than
+    `max_seconds`, whatever its header claims, so memory is bounded by the limit. `max_seconds=None`
+    reads any length into memory; for long recordings use `transcription_pieces`, which streams.
+    """
+    import numpy as np
+
+    p = Path(os.fspath(path)).expanduser()
+    info = _open_info(p)
+    if info.samplerate > 0 and max_seconds is not None and info.frames / info.samplerate > max_seconds:
+        # Checked before decoding, so a very long file is refused without reading it.
+        raise _too_long(info.frames / info.samplerate, max_seconds, from_file=True)
+    blocks: list[np.ndarray] = []
+    rate = int(info.samplerate)
+    read = 0
+    for block, rate in _read_blocks(p):
+        blocks.append(block)
+        read += len(block)
+        if max_seconds is not None and rate > 0 and read / rate > max_seconds:
+            # The header understated the length: stop here rather than read on.
+            raise _too_long(read / rate, max_seconds, from_file=True)
+    channels = max(1, int(info.channels))
+    data = np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
     return audio_from_array(data, rate, "file", max_seconds=max_seconds)
+
+
+class _QuietCutter:
+    """Cuts a stream of 16 kHz samples into pieces of at most `max_seconds`, each cut at the
+    quietest moment: the quietest 20 ms frame in the second half of its window (among near-quietest
+    frames, the latest, so pieces stay long and few). Holds at most one window and one block."""
+
+    def __init__(self, max_seconds: float):
+        import numpy as np
+
+        if max_seconds < 1.0:
+            raise ValueError("max_seconds must be at least one second")
+        self.limit = int(max_seconds * SAMPLE_RATE)
+        self.frame = int(_FRAME_SECONDS * SAMPLE_RATE)
+        self.min_len = int(MIN_SECONDS * SAMPLE_RATE)
+        self._buf = np.zeros(0, np.float32)
+        self._start = 0  # where _buf begins in the whole stream
+
+    def feed(self, samples) -> Iterator[np.ndarray]:
+        import numpy as np
+
+        if len(samples):
+            self._buf = np.concatenate([self._buf, np.asarray(samples, dtype=np.float32)])
+        # Until the end is known, cut only with a whole window and room after it.
+        while len(self._buf) >= self.limit + self.min_len + self.frame:
+            yield self._cut(total=None)
+
+    def finish(self) -> Iterator[np.ndarray]:
+        while len(self._buf) > self.limit:
+            yield self._cut(total=self._start + len(self._buf))
+        if len(self._buf):
+            piece, self._buf = self._buf, self._buf[:0]
+            self._start += len(piece)
+            yield piece
+
+    def _cut(self, total: int | None) -> np.ndarray:
+        import numpy as np
+
+        start, frame, limit = self._start, self.frame, self.limit
+        lo = (start + limit // 2) // frame
+        hi = (start + limit if total is None else min(start + limit, total - self.min_len)) // frame
+        if hi <= lo:
+            end = start + limit
+        else:
+            window = frame_rms(self._buf[lo * frame - start : hi * frame - start], SAMPLE_RATE)
+            quiet = np.flatnonzero(window <= window.min() * 1.05 + 1e-9)
+            end = (lo + int(quiet[-1])) * frame + frame // 2
+        piece = self._buf[: end - start].copy()
+        self._buf = self._buf[end - start :].copy()
+        self._start = end
+        return piece
+
+
+def _cut_stream(blocks: Iterable[np.ndarray], max_seconds: float) -> Iterator[np.ndarray]:
+    cutter = _QuietCutter(max_seconds)
+    for block in blocks:
+        yield from cutter.feed(block)
+    yield from cutter.finish()
 
 
 def split_for_transcription(audio: AudioInput, max_seconds: float = 30.0) -> list[AudioInput]:
@@ -201,40 +370,68 @@ def split_for_transcription(audio: AudioInput, max_seconds: float = 30.0) -> lis
     are rarely split. Pieces holding only silence are left out; if every piece is silent the whole
     recording was, and InputError says so.
     """
-    import numpy as np
-
     if max_seconds < 1.0:
         raise ValueError("max_seconds must be at least one second")
-    samples = audio.samples
-    total = len(samples)
-    limit = int(max_seconds * SAMPLE_RATE)
-    if total <= limit:
+    if len(audio.samples) <= int(max_seconds * SAMPLE_RATE):
         return [audio]
-    frame = int(_FRAME_SECONDS * SAMPLE_RATE)
-    energy = frame_rms(samples, SAMPLE_RATE)
     min_len = int(MIN_SECONDS * SAMPLE_RATE)
-
-    pieces: list[AudioInput] = []
-    start = 0
-    while start < total:
-        if total - start <= limit:
-            end = total
-        else:
-            lo = (start + limit // 2) // frame
-            hi = min(start + limit, total - min_len) // frame
-            if hi <= lo:
-                end = start + limit
-            else:
-                window = energy[lo:hi]
-                # Among near-quietest frames, take the latest: pieces stay long and few.
-                quiet = np.flatnonzero(window <= window.min() * 1.05 + 1e-9)
-                end = (lo + int(quiet[-1])) * frame + frame // 2
-        piece = samples[start:end]
-        if len(piece) >= min_len and has_sound(piece):
-            pieces.append(
-                AudioInput(samples=np.array(piece), source=audio.source, captured_at=audio.captured_at)
-            )
-        start = end
+    pieces = [
+        AudioInput(samples=piece, source=audio.source, captured_at=audio.captured_at)
+        for piece in _cut_stream([audio.samples], max_seconds)
+        if len(piece) >= min_len and has_sound(piece)
+    ]
     if not pieces:
         raise InputError("I heard nothing in that recording.", detail="every piece was silent")
     return pieces
+
+
+def transcription_pieces(path, max_seconds: float = 30.0) -> Iterator[AudioInput]:
+    """A recording of any length as 16 kHz mono pieces of at most `max_seconds`, cut at quiet
+    moments, produced while the file is read: memory stays flat however long the file is.
+
+    Each piece is made usable as `audio_from_array` makes a whole recording (DC offset removed,
+    over-range audio scaled back to full scale); silent pieces are left out. InputError (raised
+    when the first piece is asked for, or at the end) when the file cannot be read, is empty or
+    too short, or holds nothing but silence.
+    """
+    import numpy as np
+
+    p = Path(os.fspath(path)).expanduser()
+    info = _open_info(p)
+    if int(info.samplerate) <= 0:
+        raise InputError("That recording has no valid sample rate.", detail=f"sample rate {info.samplerate}")
+    resampler = StreamResampler(int(info.samplerate))
+    read = {"frames": 0}
+
+    def mono_16k() -> Iterator[np.ndarray]:
+        for block, _rate in _read_blocks(p):
+            read["frames"] += len(block)
+            block = np.nan_to_num(block, nan=0.0, posinf=1.0, neginf=-1.0)
+            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            yield resampler.feed(mono)
+        yield resampler.finish()
+
+    min_len = int(MIN_SECONDS * SAMPLE_RATE)
+    produced = 0
+    for piece in _cut_stream(mono_16k(), max_seconds):
+        if len(piece) < min_len:
+            continue
+        piece = piece - np.float32(np.mean(piece, dtype=np.float64))
+        peak = float(np.max(np.abs(piece)))
+        if peak > 1.0:
+            piece = piece / np.float32(peak)
+        if not has_sound(piece):
+            continue
+        produced += 1
+        yield AudioInput(samples=np.clip(piece, -1.0, 1.0).astype(np.float32), source="file")
+    if produced:
+        return
+    seconds = read["frames"] / int(info.samplerate)
+    if read["frames"] == 0:
+        raise InputError("That recording is empty.", detail="0 frames")
+    if seconds < MIN_SECONDS:
+        raise InputError(
+            "That recording is too short: it needs to last at least a tenth of a second.",
+            detail=f"duration {seconds * 1000:.1f} ms",
+        )
+    raise InputError("I heard nothing in that recording.", detail="every piece was silent")
