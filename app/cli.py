@@ -465,6 +465,8 @@ def cmd_model(args) -> int:
     from app.inference import model_store
 
     settings = _load_settings(args)
+    if args.model_dir_problem is not None:  # the settings name a folder that cannot exist
+        raise args.model_dir_problem
     folder = model_store.default_model_folder(settings)
     if args.model_command == "status":
         status = model_store.model_status(folder)
@@ -767,8 +769,22 @@ def main(argv: list[str] | None = None) -> int:
     if _STOP.signum is not None:  # stopped by a signal: its own code, whatever the command said
         if code not in (ExitCode.CANCELLED, ExitCode.TERMINATED):
             print("Stopped.", file=sys.stderr)
+        if _started_as_command():
+            # The user asked to stop: end now rather than wait for the libraries' teardown
+            # (unloading torch can take seconds). Output and the log are flushed first.
+            _end_process(_STOP.exit_code)
         return _STOP.exit_code
     return code
+
+
+def _end_process(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed pipe: nothing more to say
+            pass
+    logging.shutdown()
+    os._exit(code)
 
 
 if __name__ == "__main__":

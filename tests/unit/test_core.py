@@ -265,3 +265,10 @@ def test_runner_cancel_stops_promptly():
 
 def test_input_error_has_exit_code():
     assert InputError("x").exit_code == 3
+
+
+def test_wrong_format_sentence_uses_the_right_article():
+    from app.inference.model_store import _wrong_format_sentence
+
+    assert "holds an unknown model" in _wrong_format_sentence("unknown")
+    assert "holds a llama model" in _wrong_format_sentence("llama")
