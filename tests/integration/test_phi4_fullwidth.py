@@ -22,7 +22,7 @@ from app.inference.memory_estimate import (
     read_tensor_table,
     weight_files,
 )
-from app.inference.phi4_local import Phi4LocalBackend, cpu_has_native_bf16
+from app.inference.phi4_local import Phi4LocalBackend, choose_cpu_dtype, cpu_has_native_bf16
 from tests.fixtures.fullwidth_phi4 import (
     AUDIO_BLOCKS,
     HEADS,
@@ -194,6 +194,12 @@ def test_the_estimate_at_the_real_depth_matches_the_real_checkpoint(fullwidth_di
     assert gigabytes(need_bf16) in ("12.6", "12.7", "12.8")
     need_f32 = weights_bf16 * 2 + 2 * kv + 4 * WORKING_BYTES_PER_ELEMENT_BYTE
     assert 24e9 < need_f32 < 26e9
+    # What that means for the load dtype on a laptop without native bf16: float32 only on a big
+    # machine, bf16 on a 16 GB one with 13 GB free, and a sentence on an 8 GB one.
+    assert choose_cpu_dtype(False, 32 * 10**9, need_f32, need_bf16) == "float32"
+    assert choose_cpu_dtype(False, 13 * 10**9, need_f32, need_bf16) == "bfloat16"
+    assert choose_cpu_dtype(False, 6 * 10**9, need_f32, need_bf16) is None
+    assert choose_cpu_dtype(True, 13 * 10**9, need_f32, need_bf16) == "bfloat16"
 
 
 def test_the_gpu_bench_counts_what_a_decoded_token_reads_at_real_size():

@@ -281,6 +281,18 @@ def test_a_request_with_no_room_for_an_answer_is_refused_with_a_sentence(backend
     assert info.value.sentence == TOO_LONG_SENTENCE
 
 
+def test_a_recording_too_long_for_the_window_is_refused_with_a_sentence(backend):
+    samples = np.zeros(16_000 * 330, np.float32)  # five and a half minutes: about 4,100 tokens
+    samples[::50] = 0.1
+    request = JobRequest(Task.TRANSCRIBE, audio=AudioInput(samples, "microphone"), max_new_tokens=512)
+    with pytest.raises(InputError) as info:
+        backend.prepare(request)
+    match = re.fullmatch(
+        r"The recording is too long for the local model; keep it under (\d+) seconds\.", info.value.sentence
+    )
+    assert match and 280 < int(match.group(1)) < 320, info.value.sentence
+
+
 def test_the_oldest_turns_make_room_and_the_newest_stay(backend):
     history = []
     for i in range(8):
