@@ -130,3 +130,55 @@ def test_a_second_watch_replaces_the_first_and_text_arrives_on_the_gui_thread(de
     assert not any("First window" in s for s in said), said
     assert said.count("Second window one") == 1 and said.count("Second window two") == 1
     assert threads == {threading.get_ident()}  # spoken from the GUI thread only
+
+
+LOG = [
+    "Compiling main.c",
+    "Compiling util.c",
+    "Compiling parser.c",
+    "Linking sightline",
+    "Running 12 tests",
+    "Build succeeded",
+]
+
+
+def test_a_scrolling_log_says_each_new_line_once(desktop, qtbot, no_thread_leak):
+    from app.jobs.watch import WatchController
+
+    log = start_changing_window(100, 300, 1.5, LOG, log=True)
+    said: list[str] = []
+    watch = WatchController(said.append)
+    try:
+        i = log.info
+        watch.start((i["x"], i["y"], i["width"], i["height"]), "the log")
+        qtbot.waitUntil(lambda: any(s.startswith("Watching the log") for s in said), timeout=60_000)
+        log.send("go")
+        log.wait_for("end", timeout=30)
+        qtbot.waitUntil(lambda: "Build succeeded" in said, timeout=15_000)
+        qtbot.wait(1000)  # nothing more comes
+    finally:
+        watch.shutdown()
+        log.stop()
+    # Each line once, in order, although every line moved up as the next one came.
+    assert [normal(s) for s in said[1:]] == [normal(t) for t in LOG], said
+
+
+def test_sightline_s_own_windows_are_never_read(desktop, qtbot, no_thread_leak):
+    from app.jobs.watch import WatchController
+
+    window = start_changing_window(100, 300, 1.0, ["Secret one", "Secret two"])
+    i = window.info
+    rect = (i["x"], i["y"], i["width"], i["height"])
+    said: list[str] = []
+    # As if a window of Sightline's covered the watched window.
+    watch = WatchController(said.append, own_windows=lambda: [rect])
+    try:
+        watch.start(rect, "the window")
+        qtbot.waitUntil(lambda: bool(said), timeout=60_000)
+        window.send("go")
+        window.wait_for("end", timeout=30)
+        qtbot.wait(2000)
+    finally:
+        watch.shutdown()
+        window.stop()
+    assert said == ["Watching the window. I will say new text as it appears."]
