@@ -328,14 +328,22 @@ class ExploreController(QObject):
 
         widen = self.window is not None and self.window.isVisible()
         self.close()
-        if widen:
-            image, what = screen.capture_screen(), "screen"
-        else:
+        if not widen:
             try:
                 image, what = screen.capture_active_window(), "window"
             except CaptureError:
                 image, what = screen.capture_screen(), "screen"
-        self.explore_image(image, what)
+            self.explore_image(image, what)
+            return
+
+        def whole_screen() -> None:
+            try:
+                self.explore_image(screen.capture_screen(), "screen")
+            except SightlineError as exc:
+                self._report_error(exc.sentence)
+
+        # Let the closed explore window leave the screen before the picture is taken.
+        QTimer.singleShot(150, whole_screen)
 
     def explore_image(self, image, what: str = "screen") -> None:
         """Recognise `image` (an ImageInput with its screen bounds) on a thread, then explore it."""
