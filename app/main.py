@@ -395,7 +395,8 @@ class SightlineApp(QObject):
                 what = "the window" if (x, y, w, h) == window else "the region"
                 self._watch.start((b.x, b.y, b.width, b.height), what)
 
-            self.run_guarded(start)
+            # Let the selector's overlay leave the screen before the first picture.
+            QTimer.singleShot(150, lambda: self.run_guarded(start))
 
         selector = RegionSelector(
             geo,
