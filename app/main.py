@@ -162,6 +162,9 @@ class SightlineApp(QObject):
             from app.commands.keymap import bindings_from_settings
 
             self.hotkeys = HotkeyBridge(parent=self)
+            # Every key is heard at once: a note for the prefix, a low note when it gives up.
+            self.hotkeys.armed.connect(lambda: self.earcons.play("prefix"))
+            self.hotkeys.cancelled.connect(lambda _reason: self.earcons.play("cancel"))
             self.hotkeys.activated.connect(self._on_key_command)
             self.hotkeys.released.connect(self._on_key_released)
             self.hotkeys.unknown_key.connect(self._on_unknown_key)
@@ -182,24 +185,45 @@ class SightlineApp(QObject):
 
     # -- model loading and first run ---------------------------------------------------------------
 
-    def _first_run_and_preload(self) -> None:
+    MODEL_NOT_INSTALLED = (
+        "The Phi-4 model is not installed, so Sightline reads the text on your screen with "
+        "on-device text recognition. For rich descriptions and spoken questions, choose "
+        "Download the model in the tray menu, or run: sightline model download."
+    )
+
+    def _model_missing(self) -> bool:
         from app.inference import model_store
 
-        report = model_store.inspect_model_folder(model_store.default_model_folder(self.settings))
-        if not report.ready and self.settings.backend in ("auto", "local") and not self.settings.server_url:
-            self.say(
-                "The Phi-4 model is not installed, so Sightline reads the text on your screen with "
-                "on-device text recognition. For rich descriptions and spoken questions, choose "
-                "Download the model in the tray menu, or run: sightline model download.",
-                Priority.NORMAL,
-            )
+        if self.settings.backend not in ("auto", "local") or self.settings.server_url:
+            return False
+        return not model_store.inspect_model_folder(model_store.default_model_folder(self.settings)).ready
+
+    def _first_run_and_preload(self) -> None:
+        from app import paths
+
+        if self._model_missing():
+            # Said once, on the first start without the model; afterwards it is in the help (F1).
+            marker = paths.config_dir() / "model-notice-given"
+            if not marker.exists():
+                self.say(self.MODEL_NOT_INSTALLED, Priority.NORMAL)
+                try:
+                    marker.parent.mkdir(parents=True, exist_ok=True)
+                    marker.write_text("The model-not-installed notice was given.\n", encoding="utf-8")
+                except OSError:
+                    log.warning("could not remember that the model notice was given", exc_info=True)
             self._add_download_action()
         self.worker.preload()
 
     def _on_model_status(self, text: str) -> None:
         log.info(text)
-        if text.startswith("Ready:") and "Phi-4" in text:
-            self.say("Model ready.", Priority.NEXT)
+        if text.startswith("Loading") and "Phi-4" in text:
+            # Loading the real model takes minutes: a soft double tick every few seconds says it goes on.
+            self.say("Loading the model.", Priority.NORMAL)
+            self.earcons.start_progress("loading", interval=5.0)
+        elif text.startswith("Ready:"):
+            self.earcons.stop_progress()
+            if "Phi-4" in text:
+                self.say("Model ready.", Priority.NEXT)
 
     def _add_download_action(self) -> None:
         self.tray.add_first_action(
@@ -267,11 +291,46 @@ class SightlineApp(QObject):
 
     @Slot(str)
     def _on_key_command(self, command_id: str) -> None:
-        """From the global keys: the follow-up key is push-to-talk (from the menu it is typed)."""
+        """From the global keys: the follow-up key is push-to-talk (from the menu it is typed).
+
+        Every key is acknowledged at once, before any work: a push-to-talk key by its start tone,
+        every other key by a click (History, Settings and Quit would otherwise be silent, and a
+        camera may take a moment before the start tone)."""
+        from app.commands.registry import find
+
+        command = find(command_id)
+        if command is None or not command.push_to_talk:
+            clip = self.earcons.play("key")
+            if command_id == "quit" and clip is not None:
+                # Let the click be heard before the audio closes.
+                QTimer.singleShot(int(clip.duration * 1000) + 60, lambda: self.run_command("quit"))
+                return
         if command_id == "follow_up":
             self.run_guarded(lambda: self._toggle_recording("follow_up"))
         else:
             self.run_command(command_id)
+
+    def cmd_help(self) -> None:
+        """Says the keys (as the user set them), the spoken commands, and how to get the model."""
+        from app.commands.keymap import effective_keys, parse_chord
+        from app.commands.registry import help_sentences
+        from app.commands.voice import ADVERTISED_PHRASES
+
+        try:
+            prefix = parse_chord(self.settings.hotkey_prefix).label()
+        except Exception:
+            prefix = self.settings.hotkey_prefix
+        model_missing = self._model_missing()
+        sentences = help_sentences(
+            prefix,
+            effective_keys(self.settings.command_keys),
+            ADVERTISED_PHRASES if model_missing else (),
+        )
+        if model_missing:
+            sentences.append(self.MODEL_NOT_INSTALLED)
+        self.speech.stop()
+        for sentence in sentences:
+            self.say(sentence, Priority.NORMAL)
 
     @Slot(str)
     def run_command(self, command_id: str) -> None:
@@ -778,7 +837,7 @@ class _QuitWatchdog:
     @staticmethod
     def _fire(exit_now) -> None:
         log.warning("quitting took longer than %.1f s; leaving now", QUIT_DEADLINE_S)
-        exit_now()
+        exit_now(0)  # the user asked to quit: that is a clean end
 
     def disarm(self) -> None:
         if self._timer is not None:

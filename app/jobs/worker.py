@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # Threads that would not stop in time, with the objects living in them: referenced until the end.
 _ABANDONED: list[tuple[QThread, QObject]] = []
-_exit_state = {"code": 0, "registered": False}
+_exit_state: dict = {"code": None, "registered": False}
 _exit_lock = threading.Lock()
 
 
@@ -47,19 +47,22 @@ def abandoned_count() -> int:
     return len(_ABANDONED)
 
 
-def exit_without_teardown() -> None:
-    """Flush what the user and the log must keep, then end the process at once with the code set
-    by set_exit_code (0 unless told otherwise)."""
+def exit_without_teardown(code: int | None = None) -> None:
+    """Flush what the user and the log must keep, then end the process at once with `code`, else
+    the code set by set_exit_code, else 1 (a process that did not say how it ended, such as a test
+    run that left a thread behind, must not look successful)."""
+    if code is None:
+        code = _exit_state["code"] if _exit_state["code"] is not None else 1
     if _ABANDONED:
         log.info("leaving with %d inference thread(s) still inside a library call", len(_ABANDONED))
-    log.info("exit %d", _exit_state["code"])
+    log.info("exit %d", code)
     logging.shutdown()  # flushes and closes the log file
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:  # a closed pipe must not stop the exit
             pass
-    os._exit(_exit_state["code"])
+    os._exit(code)
 
 
 def skip_teardown_at_exit() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -111,6 +112,51 @@ def test_stop_is_immediate_and_silences(qtbot, rig):
     assert len(chunks) == n  # nothing more is shown after Stop
     assert speech.wait_idle(2)
     assert not failed
+
+
+class DeafDrip(ScriptedBackend):
+    """A stream that keeps dripping words after its cancel token is set, as a stalled server or a
+    long library call does: whatever the backend does, Stop must not wait for it."""
+
+    def generate(self, request, cancel):
+        self.requests.append(request)
+        for chunk in self.chunks:
+            time.sleep(self.delay)
+            yield chunk
+
+
+def test_stop_never_waits_for_a_backend_that_ignores_it(qtbot):
+    backend = DeafDrip(name="local", chunks=[f"Word {i}. " for i in range(12)], delay=0.05)
+    registry = BackendRegistry(Settings(), factories={"local": lambda s: backend})
+    worker = InferenceWorker(registry)
+    spy = SilentDriver(seconds_per_char=0.01)  # each sentence takes a while to say
+    speech = SpeechManager(spy)
+    controller = JobController(worker, speech, EarconSpy())
+    chunks, states, finished = [], [], []
+    controller.answerChunk.connect(lambda job, text: chunks.append((job, text)))
+    controller.stateChanged.connect(lambda state, detail: states.append(state))
+    controller.answerFinished.connect(lambda job, result: finished.append(job))
+    try:
+        job = controller.submit(_q(), "Dripping")
+        qtbot.waitUntil(lambda: len(chunks) >= 2, timeout=5000)
+        qtbot.waitUntil(lambda: bool(spy.started), timeout=5000)
+        started = time.perf_counter()
+        controller.stop()
+        took = time.perf_counter() - started
+        assert took < 0.1 and states[-1] == "idle" and not controller.busy  # told at once
+        shown, heard = len(chunks), len(spy.started)
+        qtbot.wait(900)  # the backend drips on for the rest of its words
+        assert len(chunks) == shown  # no late word is shown...
+        assert len(spy.started) == heard  # ...or spoken
+        assert speech.wait_idle(1)
+        assert job not in finished  # and the stopped job does not report an answer later
+        # The next job runs once the deaf backend has let go of the worker.
+        backend.chunks, backend.delay = ["Next answer."], 0.0
+        nxt = controller.submit(_q("next"), "Next")
+        qtbot.waitUntil(lambda: nxt in finished, timeout=5000)
+    finally:
+        assert worker.stop(timeout_ms=5000)
+        speech.close()
 
 
 def test_failure_becomes_a_spoken_sentence(qtbot, rig):
