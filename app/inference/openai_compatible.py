@@ -5,16 +5,19 @@ only the request. The server serves the base model plus two LoRA adapters, chose
 "vision" for any image (also image with audio), "speech" for audio alone, the base model for text
 (its name is read once from /v1/models unless it is given).
 
-Transport: the standard library's http.client over a socket Sightline opens itself: the name is
-resolved once, every address it resolves to is checked, and the connection goes to a checked
-address, so a DNS answer cannot change between the check and the use (`_open_socket`).
+Transport: httpx, with server-sent events read by httpx-sse (chosen over the openai SDK, which
+builds on httpx but hides the connection that Stop must shut, the socket that the address check
+must choose, and the raw stream that the limits below must watch). httpx reaches the network
+through `_Network`, an httpcore network backend: the name is resolved once, every address it
+resolves to is checked, and the connection goes to a checked address, so a DNS answer cannot change
+between the check and the use; TLS still verifies the server's name.
 
 Stopping: a cancel shuts the connection's socket from the cancel token's callback, on the thread
-that cancels, so the worker's blocking read returns at once (`_Exchange`). The same happens when a
-deadline passes: the first token within `first_byte` seconds, then no gap between tokens longer than
-`idle` seconds, and the whole turn within `turn` seconds; the answer is also cut at a number of
-characters, for a server that ignores max_tokens. A keep-alive comment or a dripped byte is not a
-token: only text of the answer moves the deadlines.
+that cancels, so the worker's blocking read returns at once (`_Exchange`). Every read and write
+also ends at the nearest deadline: the first token within `first_byte` seconds, then no gap between
+tokens longer than `idle` seconds, and the whole turn within `turn` seconds; the answer is also cut
+at a number of characters, for a server that ignores max_tokens. A keep-alive comment or a dripped
+byte is not a token: only text of the answer moves the deadlines.
 
 Security: TLS is verified (a custom CA file is a setting); plain http is refused when any address
 the name resolves to is not this computer, unless the user allowed it; the token goes only into the
@@ -25,9 +28,9 @@ Authorization header and is scrubbed, in every form, from every text that is log
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import errno
-import http.client
 import io
 import ipaddress
 import json
@@ -43,6 +46,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import httpcore
+import httpx
+import httpx_sse
+
 from app.core.cancel import CancelToken
 from app.core.errors import BackendUnavailableError, Cancelled, InputError, ServerError, SightlineError
 from app.core.types import AudioInput, Detail, ImageInput, JobRequest, Usage
@@ -52,6 +59,10 @@ from app.inference.phi4_local import _grid_for, image_token_count, pad_thin_imag
 from app.inference.prompts import build_prompt
 
 log = logging.getLogger(__name__)
+# httpx and httpcore log each request's and response's headers at INFO and DEBUG; a server may echo
+# the token in them, and what they say is already in Sightline's own log lines.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 VISION_MODEL = "vision"
 SPEECH_MODEL = "speech"
@@ -388,7 +399,7 @@ def build_payload(
     }
 
 
-# ---------------------------------------------------------------- one connection
+# ---------------------------------------------------------------- one exchange
 
 
 class _Exchange:
@@ -396,78 +407,91 @@ class _Exchange:
 
     - A cancel: the token's callback runs on the thread that cancels (usually the GUI thread) and
       shuts the socket down there and then; the worker's blocked read or connect returns at once.
-    - A deadline: a monitor thread sleeps until the nearest one (the first text, the gap since the
-      last text, the whole turn) and shuts the socket down when it passes. The worker moves the
-      deadlines by noting each piece of text; the monitor rereads them when it wakes, so a token
-      costs no wake-up.
-    Shutting down never closes the file descriptor, which stays the worker's, and both happen under
-    one lock, so a late cancel cannot touch a descriptor that was already closed and reused.
-    `stopped` says why the socket was shut ("cancel", "first", "idle" or "turn").
+    - A deadline (the first text, the gap since the last text, the whole turn): every read and
+      write on the worker's thread waits at most until the nearest one, and ends the exchange when
+      it has passed, so neither a silent server nor keep-alives or a byte drip can outlast it.
+    Shutting down never closes the file descriptor, and closing happens under the same lock, so a
+    late cancel cannot touch a descriptor that was already closed and reused.
+    `stopped` says why the exchange ended early ("cancel", "first", "idle" or "turn").
     """
 
     def __init__(self, cancel: CancelToken, timeouts: Timeouts, turn_deadline: float):
-        self.conn: http.client.HTTPConnection | None = None
         self.stopped: str | None = None
+        self.connected = 0.0  # time.perf_counter() when the connection was made
         self._cancel = cancel
         self._timeouts = timeouts
         self._turn_deadline = turn_deadline  # time.monotonic()
         self._first_deadline: float | None = None
         self._last_text: float | None = None
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._done = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._remove_callback: Callable[[], None] | None = None
-        self._monitor = threading.Thread(target=self._watch, name="sightline-remote-deadline", daemon=True)
 
     def __enter__(self) -> _Exchange:
-        self._monitor.start()
         self._remove_callback = self._cancel.add_callback(self._on_cancel)
         return self
 
     def __exit__(self, *exc_info) -> None:
         if self._remove_callback is not None:
             self._remove_callback()
-        with self._cond:
+        with self._lock:
             self._done = True
-            self._sock = None
-            self._cond.notify_all()
-        self._monitor.join()
-        if self.conn is not None:
-            self.conn.close()
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
         self._wake_r.close()
         self._wake_w.close()
 
-    # -- the worker's side
-
     def attach(self, sock: socket.socket) -> None:
-        """The socket a cancel or a deadline shuts (again after TLS wraps it)."""
-        with self._cond:
+        """The socket a cancel shuts (again after TLS wraps it)."""
+        with self._lock:
             self._sock = sock
             if self.stopped is not None:
                 self._shut_locked()
 
+    def close(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self._sock is sock:
+                self._sock = None
+            sock.close()
+
     def request_sent(self) -> None:
         """From now on the first text must come within first_byte seconds."""
-        with self._cond:
+        if self._first_deadline is None:
             self._first_deadline = time.monotonic() + self._timeouts.first_byte
-            self._cond.notify_all()
 
     def got_text(self) -> None:
-        self._last_text = time.monotonic()  # a float store; the monitor reads it when it wakes
+        self._last_text = time.monotonic()
+
+    def time_left(self, backstop: float | None) -> float:
+        """Seconds until the nearest deadline (at most `backstop`); raises _Stopped once it has passed."""
+        deadline, reason = self._turn_deadline, "turn"
+        if self._last_text is not None:
+            candidate, why = self._last_text + self._timeouts.idle, "idle"
+        elif self._first_deadline is not None:
+            candidate, why = self._first_deadline, "first"
+        else:
+            candidate, why = deadline, reason
+        if candidate < deadline:
+            deadline, reason = candidate, why
+        left = deadline - time.monotonic()
+        if self.stopped is not None or left <= 0:
+            with self._lock:
+                self.stopped = self.stopped or reason
+            raise _Stopped()
+        return left if backstop is None else min(left, backstop)
 
     @property
     def wake_fd(self) -> socket.socket:
         return self._wake_r
 
-    # -- the cancelling thread's and the monitor's side
-
     def _on_cancel(self) -> None:
-        with self._cond:
+        with self._lock:
             if self.stopped is None:
                 self.stopped = "cancel"
             self._shut_locked()
-            self._cond.notify_all()
 
     def _shut_locked(self) -> None:
         try:
@@ -484,34 +508,156 @@ class _Exchange:
         except OSError:
             pass  # not connected yet: the wake byte ends the connect instead
 
-    def _next_deadline(self) -> tuple[float, str]:
-        deadline, reason = self._turn_deadline, "turn"
-        if self._last_text is not None:
-            candidate, why = self._last_text + self._timeouts.idle, "idle"
-        elif self._first_deadline is not None:
-            candidate, why = self._first_deadline, "first"
-        else:
-            return deadline, reason
-        return (candidate, why) if candidate < deadline else (deadline, reason)
-
-    def _watch(self) -> None:
-        with self._cond:
-            while not self._done and self.stopped is None:
-                deadline, reason = self._next_deadline()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.stopped = reason
-                    self._shut_locked()
-                    return
-                self._cond.wait(left)
-
 
 class _Malformed(Exception):
     pass
 
 
 class _Stopped(Exception):
-    """The exchange's socket was shut by a cancel or a deadline (see _Exchange.stopped)."""
+    """A cancel or a deadline ended the exchange (see _Exchange.stopped)."""
+
+
+class _Stream(httpcore.NetworkStream):
+    """httpcore's view of our socket: each read and write ends at the exchange's nearest deadline."""
+
+    def __init__(self, sock: socket.socket, net: _Network):
+        self._sock = sock
+        self._net = net
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        ex = self._net.ex
+        self._sock.settimeout(ex.time_left(timeout))
+        try:
+            return self._sock.recv(max_bytes)
+        except TimeoutError:
+            ex.time_left(None)  # raises _Stopped when a deadline is what passed
+            raise
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        ex = self._net.ex
+        ex.request_sent()  # sending a large body to a server that does not read it counts too
+        self._sock.settimeout(ex.time_left(timeout))
+        try:
+            self._sock.sendall(buffer)
+        except TimeoutError:
+            ex.time_left(None)
+            raise
+
+    def close(self) -> None:
+        self._net.ex.close(self._sock)
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> _Stream:
+        return _Stream(self._net.handshake(self._sock, ssl_context, server_hostname), self._net)
+
+    def get_extra_info(self, info: str) -> object:
+        if info == "socket":
+            return self._sock
+        if info == "ssl_object":
+            return self._sock._sslobj if isinstance(self._sock, ssl.SSLSocket) else None  # noqa: SLF001
+        return None
+
+
+class _Network(httpcore.NetworkBackend):
+    """How httpcore reaches the server for one exchange: the name is resolved once, every address is
+    checked, and the connection goes to a checked address (never by name again); connecting and the
+    TLS handshake end at once on a cancel. Failures arrive as the sentences the user hears."""
+
+    def __init__(self, client: ServerClient, ex: _Exchange, cancel: CancelToken):
+        self.client = client
+        self.ex = ex
+        self.cancel = cancel
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None) -> _Stream:
+        client, ex = self.client, self.ex
+        try:
+            found = client._resolve(self.cancel)
+            last: BaseException | None = None
+            for family, sockaddr in found:
+                try:
+                    sock = client._connect_to(ex, family, sockaddr)
+                    break
+                except OSError as exc:
+                    last = exc
+            else:
+                raise last or OSError("no address could be reached")
+        except _Stopped:
+            raise client._stopped_error(ex, started=False) from None
+        except (ServerError, Cancelled):
+            raise
+        except Exception as exc:  # every way a connect fails becomes a sentence
+            if self.cancel.cancelled:
+                raise Cancelled() from None
+            raise client._connect_error(exc) from None
+        ex.connected = time.perf_counter()
+        return _Stream(sock, self)
+
+    def handshake(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str | None):
+        ex = self.ex
+        try:
+            sock.settimeout(self.client.timeouts.connect)
+            tls = context.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
+            ex.attach(tls)
+            tls.do_handshake()
+        except Exception as exc:  # noqa: BLE001 - every way a handshake fails becomes a sentence
+            ex.close(sock)
+            if ex.stopped:
+                raise self.client._stopped_error(ex, started=False) from None
+            raise self.client._connect_error(exc) from None
+        return tls
+
+
+class _Transport(httpx.BaseTransport):
+    """httpx over an httpcore connection pool that reaches the network through `_Network`."""
+
+    def __init__(self, pool: httpcore.ConnectionPool):
+        self._pool = pool
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        resp = self._pool.handle_request(
+            httpcore.Request(
+                method=request.method,
+                url=httpcore.URL(
+                    scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+                ),
+                headers=request.headers.raw,
+                content=request.stream,
+                extensions=request.extensions,
+            )
+        )
+        return httpx.Response(
+            resp.status, headers=resp.headers, stream=_Body(resp), extensions=resp.extensions
+        )
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class _Body(httpx.SyncByteStream):
+    """A response body; a line longer than _MAX_LINE ends it (a server can send no endless line)."""
+
+    def __init__(self, resp: httpcore.Response):
+        self._resp = resp
+        events = any(k.lower() == b"content-type" and b"text/event-stream" in v for k, v in resp.headers)
+        self.line_limit = _MAX_LINE if events else None
+        self._line = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._resp.iter_stream():
+            if self.line_limit is not None:
+                ends = [i for i in (chunk.find(b"\n"), chunk.find(b"\r")) if i >= 0]
+                if ends and self._line + min(ends) <= self.line_limit:
+                    self._line = len(chunk) - max(chunk.rfind(b"\n"), chunk.rfind(b"\r")) - 1
+                else:
+                    self._line += len(chunk)
+                if self._line > self.line_limit:
+                    raise _Malformed("a line is too long")
+            yield chunk
+
+    def close(self) -> None:
+        self._resp.close()
 
 
 # ---------------------------------------------------------------- the HTTP client
@@ -647,48 +793,19 @@ class ServerClient:
                 )
         return found
 
-    def _open_socket(self, ex: _Exchange, cancel: CancelToken) -> None:
-        """Connect to one of the checked addresses (never by name again), then TLS; cancellable."""
-        a = self.address
-        found = self._resolve(cancel)
-        last: BaseException | None = None
-        sock: socket.socket | None = None
-        for family, sockaddr in found:
-            try:
-                sock = self._connect_to(ex, family, sockaddr)
-                break
-            except _Stopped:
-                raise
-            except OSError as exc:
-                last = exc
-        if sock is None:
-            raise self._connect_error(last or OSError("no address could be reached"))
-        try:
-            sock.settimeout(self.timeouts.connect)
-            if a.secure:
-                context = self._context()
-                tls = context.wrap_socket(sock, server_hostname=a.host, do_handshake_on_connect=False)
-                sock = tls
-                ex.attach(tls)
-                tls.do_handshake()
-            # Reads are ended by the exchange's deadlines and cancel; this is only a backstop.
-            sock.settimeout(self.timeouts.turn)
-        except ServerError:
-            sock.close()
-            raise
-        except Exception as exc:  # noqa: BLE001 - every way a handshake fails becomes a sentence
-            sock.close()
-            if ex.stopped:
-                raise _Stopped() from None
-            raise self._connect_error(exc) from None
-        if ex.stopped:
-            sock.close()
-            raise _Stopped()
-        if a.secure:  # its context is never used to connect; passing ours saves loading the CAs again
-            ex.conn = http.client.HTTPSConnection(a.host, a.port, context=self._context())
-        else:
-            ex.conn = http.client.HTTPConnection(a.host, a.port)
-        ex.conn.sock = sock  # already connected: http.client will not connect again
+    def _session(self, ex: _Exchange, cancel: CancelToken) -> httpx.Client:
+        """An httpx client for one exchange: its one connection goes through `_Network`."""
+        pool = httpcore.ConnectionPool(
+            ssl_context=self._context() if self.address.secure else None,
+            max_keepalive_connections=0,
+            network_backend=_Network(self, ex, cancel),
+        )
+        return httpx.Client(
+            transport=_Transport(pool),
+            trust_env=False,  # no proxy or .netrc from the environment: the token goes to this server only
+            timeout=httpx.Timeout(self.timeouts.turn, connect=self.timeouts.connect),
+            follow_redirects=False,
+        )
 
     def _connect_to(self, ex: _Exchange, family: int, sockaddr: tuple) -> socket.socket:
         """A non-blocking connect that a cancel (the exchange's wake socket) or the timeout ends."""
@@ -722,31 +839,21 @@ class ServerClient:
             sock.setblocking(True)
             return sock
         except BaseException:
-            sock.close()
+            ex.close(sock)
             raise
 
     def _headers(self, *, json_body: bool, stream: bool) -> dict[str, str]:
-        headers = {"User-Agent": _USER_AGENT, "Accept": "text/event-stream" if stream else "application/json"}
+        headers = {
+            "User-Agent": _USER_AGENT,
+            "Accept": "text/event-stream" if stream else "application/json",
+            "Accept-Encoding": "identity",  # the line limit counts the bytes as they come
+        }
         if json_body:
             headers["Content-Type"] = "application/json"
         token = self.token()
         if token:
             headers["Authorization"] = f"Bearer {token.reveal()}"
         return headers
-
-    def _connect(self, ex: _Exchange, cancel: CancelToken) -> None:
-        try:
-            self._open_socket(ex, cancel)
-        except _Stopped:
-            raise self._stopped_error(ex, started=False) from None
-        except (ServerError, Cancelled):
-            raise
-        except Exception as exc:  # every way a connect fails becomes a sentence
-            if cancel.cancelled:
-                raise Cancelled() from None
-            raise self._connect_error(exc) from None
-        if cancel.cancelled:
-            raise Cancelled()
 
     def _stopped_error(self, ex: _Exchange, *, started: bool) -> SightlineError:
         """Why the exchange shut its socket, as the error the user hears."""
@@ -809,12 +916,7 @@ class ServerClient:
                 sentence = f"{name} went quiet for {self.timeouts.idle:g} seconds partway through the answer."
         elif not started and isinstance(
             exc,
-            (
-                http.client.BadStatusLine,
-                http.client.RemoteDisconnected,
-                ConnectionResetError,
-                BrokenPipeError,
-            ),
+            (httpcore.RemoteProtocolError, ConnectionResetError, BrokenPipeError),
         ):
             if not self.address.secure:
                 sentence = f"{name} did not answer like a Sightline server. Check whether it needs https."
@@ -871,23 +973,20 @@ class ServerClient:
         """GET base_path + endpoint and parse the JSON answer."""
         cancel = cancel or CancelToken()
         deadline = time.monotonic() + self.timeouts.turn
-        with _Exchange(cancel, self.timeouts, deadline) as ex:
-            self._connect(ex, cancel)
-            ex.request_sent()
+        with _Exchange(cancel, self.timeouts, deadline) as ex, self._session(ex, cancel) as session:
             try:
-                ex.conn.request(
-                    "GET",
-                    self.address.base_path + endpoint,
-                    headers=self._headers(json_body=False, stream=False),
-                )
-                resp = ex.conn.getresponse()
-                raw = resp.read(8 * 1024 * 1024)
+                with session.stream(
+                    "GET", self.address.url(endpoint), headers=self._headers(json_body=False, stream=False)
+                ) as resp:
+                    raw = self._read_body(ex, resp, 8 * 1024 * 1024, raising=True)
+            except (ServerError, Cancelled):
+                raise
             except Exception as exc:  # noqa: BLE001
                 if ex.stopped:
                     raise self._stopped_error(ex, started=False) from None
                 raise self._read_error(exc, started=False, timeout_phase="first") from None
-        if resp.status != 200:
-            raise self._http_error(resp.status, raw, None)
+        if resp.status_code != 200:
+            raise self._http_error(resp.status_code, raw, None)
         try:
             return json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -910,64 +1009,71 @@ class ServerClient:
         The whole call, retries included, ends within timeouts.turn; the answer is cut after
         `max_chars` characters.
         """
-        path = self.address.base_path + "/chat/completions"
+        url = self.address.url("/chat/completions")
         turn_deadline = time.monotonic() + self.timeouts.turn
         attempt = 0
         while True:
             cancel.raise_if_cancelled()
             state.timings.attempts = attempt + 1
             retry_delay: float | None = None
-            with _Exchange(cancel, self.timeouts, turn_deadline) as ex:
-                self._connect(ex, cancel)
-                state.timings.connected = state.mark()
-                ex.request_sent()  # sending a large body to a server that does not read it counts too
+            with _Exchange(cancel, self.timeouts, turn_deadline) as ex, self._session(ex, cancel) as session:
+                request = session.build_request(
+                    "POST", url, content=body, headers=self._headers(json_body=True, stream=True)
+                )
                 try:
-                    ex.conn.request(
-                        "POST", path, body=body, headers=self._headers(json_body=True, stream=True)
-                    )
-                    resp = ex.conn.getresponse()
+                    resp = session.send(request, stream=True)
+                except (ServerError, Cancelled):
+                    raise
                 except Exception as exc:  # noqa: BLE001
                     if ex.stopped:
                         raise self._stopped_error(ex, started=False) from None
                     raise self._read_error(exc, started=False, timeout_phase="first") from None
-                state.timings.headers = state.mark()
-                if resp.status in (429, 503) and attempt < self.retry.retries:
-                    retry_after = _retry_after(resp.getheader("Retry-After"))
-                    if retry_after is None or retry_after <= self.retry.max_retry_after:
+                with contextlib.closing(resp):
+                    state.timings.connected = ex.connected - state.started
+                    state.timings.headers = state.mark()
+                    status = resp.status_code
+                    retry_after = _retry_after(resp.headers.get("Retry-After"))
+                    busy = status in (429, 503) and attempt < self.retry.retries
+                    if busy and (retry_after is None or retry_after <= self.retry.max_retry_after):
                         retry_delay = self.retry.delay(attempt, retry_after)
-                if resp.status != 200 and retry_delay is None:
-                    raw = self._read_body(ex, resp)
-                    error = self._http_error(resp.status, raw, model)
-                    wait = _retry_after(resp.getheader("Retry-After"))
-                    if resp.status in (429, 503) and wait is not None and wait > self.retry.max_retry_after:
-                        error = ServerError(
-                            f"{_sentence(self.display_name)[:-1]} is busy. It asks to try again in "
-                            f"{round(wait)} seconds.",
-                            detail=error.detail,
-                        )
-                    raise error
-                if retry_delay is None:
-                    yield from self._read_stream(ex, resp, cancel, state, max_chars)
-                    return
-            log.info("%s is busy (HTTP %s); retrying in %.2f s", self.display_name, resp.status, retry_delay)
+                    if status != 200 and retry_delay is None:
+                        error = self._http_error(status, self._read_body(ex, resp, _MAX_ERROR_BODY), model)
+                        if status in (429, 503) and retry_after and retry_after > self.retry.max_retry_after:
+                            error = ServerError(
+                                f"{_sentence(self.display_name)[:-1]} is busy. It asks to try again in "
+                                f"{round(retry_after)} seconds.",
+                                detail=error.detail,
+                            )
+                        raise error
+                    if retry_delay is None:
+                        yield from self._read_stream(ex, resp, cancel, state, max_chars)
+                        return
+            log.info("%s is busy (HTTP %s); retrying in %.2f s", self.display_name, status, retry_delay)
             if retry_delay > turn_deadline - time.monotonic():
                 raise ServerError(f"{_sentence(self.display_name)[:-1]} is busy. Try again in a moment.")
             if cancel.wait(retry_delay):
                 raise Cancelled()
             attempt += 1
 
-    def _read_body(self, ex: _Exchange, resp: http.client.HTTPResponse) -> bytes:
+    def _read_body(self, ex: _Exchange, resp: httpx.Response, limit: int, *, raising: bool = False) -> bytes:
+        """At most `limit` bytes of the body; a fault after the status line gives what came (or raises)."""
+        raw = bytearray()
         try:
-            return resp.read(_MAX_ERROR_BODY)
+            for chunk in resp.iter_raw():
+                raw += chunk
+                if len(raw) >= limit:
+                    break
         except Exception:  # noqa: BLE001 - the status already says what went wrong
             if ex.stopped:
                 raise self._stopped_error(ex, started=False) from None
-            return b""
+            if raising:
+                raise
+        return bytes(raw[:limit])
 
     def _read_stream(
         self,
         ex: _Exchange,
-        resp: http.client.HTTPResponse,
+        resp: httpx.Response,
         cancel: CancelToken,
         state: StreamState,
         max_chars: int | None,
@@ -1068,36 +1174,13 @@ def _int(value: object) -> int:
         return 0
 
 
-def _sse_data(resp: http.client.HTTPResponse) -> Iterator[str]:
-    """The data of each server-sent event, in order. Comments and other fields are skipped."""
-    data_lines: list[str] = []
-    while True:
-        line = resp.readline(_MAX_LINE + 1)
-        if not line:
-            if data_lines:
-                yield "\n".join(data_lines)
-            return
-        if len(line) > _MAX_LINE and not line.endswith(b"\n"):
-            raise _Malformed("a line is too long")
-        try:
-            text = line.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError:
-            raise _Malformed("a line is not UTF-8") from None
-        if not text:
-            if data_lines:
-                yield "\n".join(data_lines)
-                data_lines = []
-            continue
-        if text.startswith(":"):
-            continue  # a comment, e.g. a keep-alive
-        name, _, value = text.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            data_lines.append(value)
-        elif name not in ("event", "id", "retry"):
-            # Not an SSE field at all: the spec says ignore it; nothing of the answer is in it.
-            log.warning("ignored a line in the server's stream that is not an event field")
+def _sse_data(resp: httpx.Response) -> Iterator[str]:
+    """The data of each server-sent event, in order (comments and other fields are skipped)."""
+    try:
+        for event in httpx_sse.EventSource(resp).iter_sse():
+            yield event.data
+    except httpx_sse.SSEError as exc:
+        raise _Malformed(str(exc)) from None
 
 
 def _error_message(obj: object) -> str:

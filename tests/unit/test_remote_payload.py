@@ -8,6 +8,7 @@ import json
 import socket
 import wave
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -241,19 +242,12 @@ def test_base_model_is_read_from_the_model_list():
 # ---------------------------------------------------------------- protocol details
 
 
-class _Lines:
-    def __init__(self, raw: bytes):
-        self._buf = io.BytesIO(raw)
-
-    def readline(self, limit: int = -1) -> bytes:
-        return self._buf.readline(limit)
-
-
 def test_sse_events_skip_comments_and_join_multiline_data():
     raw = (
         b': keep-alive\r\n\r\ndata: {"a": 1}\r\n\r\nid: 7\nevent: x\ndata: one\ndata: two\n\ndata:[DONE]\n\n'
     )
-    assert list(_sse_data(_Lines(raw))) == ['{"a": 1}', "one\ntwo", "[DONE]"]
+    response = httpx.Response(200, headers={"Content-Type": "text/event-stream"}, content=raw)
+    assert list(_sse_data(response)) == ['{"a": 1}', "one\ntwo", "[DONE]"]
 
 
 def test_retry_after_seconds_and_dates():
