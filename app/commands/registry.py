@@ -163,6 +163,13 @@ COMMANDS: tuple[Command, ...] = (
     Command("stop", "Stop", "Stops speaking and cancels the work in progress.", "X", "answer"),
     Command("copy_last", "Copy the last answer", "Copies the last answer to the clipboard.", "C", "answer"),
     Command("show_history", "Show history", "Opens the window with the answers so far.", "H", "app"),
+    Command(
+        "help",
+        "Help",
+        "Says what each key does, what you can say without the model, and how to get the model.",
+        "F1",
+        "app",
+    ),
     Command("settings", "Settings", "Opens the settings.", "O", "app"),
     Command("quit", "Quit Sightline", "Closes Sightline.", "F4", "app"),
 )
@@ -204,3 +211,31 @@ def menu_items() -> list[Command | None]:
             items.append(None)
         items.extend(members)
     return items
+
+
+def _spoken_key(label: str) -> str:
+    return label.replace("+", " ")
+
+
+def help_sentences(prefix: str, keys: dict[str, str], spoken_commands: tuple[str, ...] = ()) -> list[str]:
+    """What the help command says: the prefix, then each command's key in menu order.
+
+    `prefix` is the prefix chord as the user set it; `keys` maps command id -> key after the prefix
+    ("" for none); `spoken_commands` are the phrases understood without the model (empty when the
+    model answers spoken questions itself).
+    """
+    sentences = [f"Press {_spoken_key(prefix)}, let go, then one key."]
+    for command in COMMANDS:
+        key = keys.get(command.id, "")
+        if not key:
+            continue
+        name = command.name
+        if command.push_to_talk:
+            sentences.append(f"Hold {key}: {name.lower()}.")
+        else:
+            sentences.append(f"{key}: {name.lower()}.")
+    sentences.append("Hold a voice key and speak after the tone; let go to send. Escape cancels the prefix.")
+    if spoken_commands:
+        phrases = ", ".join(f'"{p}"' for p in spoken_commands[:-1]) + f', or "{spoken_commands[-1]}"'
+        sentences.append(f"Without the model, hold V and say {phrases}.")
+    return sentences

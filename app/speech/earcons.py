@@ -4,6 +4,10 @@ start   two rising notes: Sightline heard the command and is capturing.
 working a soft tick, repeated while the model thinks.
 done    two notes, the second higher and brighter: the answer follows.
 error   two low falling notes.
+prefix  one short high note: the prefix keys were heard; press a command key.
+key     a short click: a command key was heard (a window opens, a setting, quit).
+cancel  one short low note: the prefix gave up (Escape, or no key in time).
+loading a soft low double tick, every few seconds while the model loads.
 
 They are generated with numpy at first use (a WAV of the same name in resources/earcons replaces
 one), and played on the player's earcon channel, which is mixed with speech and never waits for it.
@@ -21,7 +25,7 @@ from app.speech.playback import STREAM_RATE, AudioPlayer, Clip
 
 log = logging.getLogger("app.speech")
 
-EARCON_NAMES = ("start", "working", "done", "error")
+EARCON_NAMES = ("start", "working", "done", "error", "prefix", "key", "cancel", "loading")
 
 
 def _tone(freq: float, seconds: float, rate: int, volume: float, harmonics: float = 0.25) -> np.ndarray:
@@ -54,6 +58,19 @@ def generate(name: str, rate: int = STREAM_RATE) -> np.ndarray:
         return _sequence([(784.0, 0.08), (1175.0, 0.14)], rate, 0.35)
     if name == "error":
         return _sequence([(392.0, 0.12), (262.0, 0.2)], rate, 0.4)
+    if name == "prefix":
+        return _tone(988.0, 0.06, rate, 0.3)
+    if name == "key":
+        t = np.arange(int(0.03 * rate)) / rate
+        click = np.sin(2 * np.pi * 1400.0 * t) * np.exp(-t * 120.0)
+        return (0.3 * click).astype(np.float32)
+    if name == "cancel":
+        return _tone(330.0, 0.09, rate, 0.3)
+    if name == "loading":
+        t = np.arange(int(0.03 * rate)) / rate
+        tick = (np.sin(2 * np.pi * 700.0 * t) * np.exp(-t * 150.0)).astype(np.float32)
+        gap = np.zeros(int(0.08 * rate), dtype=np.float32)
+        return (0.14 * np.concatenate([tick, gap, tick])).astype(np.float32)
     raise KeyError(f"unknown earcon {name!r}")
 
 
@@ -85,6 +102,8 @@ class Earcons:
         self._cache: dict[str, tuple[np.ndarray, int]] = {}
         self._tick_stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._progress_stop = threading.Event()
+        self._progress: threading.Thread | None = None
         self.played: list[str] = []  # names, in order (what a test or the log can check)
 
     @property
@@ -131,5 +150,32 @@ class Earcons:
             self._ticker.join(timeout=2)
             self._ticker = None
 
+    def start_progress(self, name: str = "loading", interval: float = 4.0) -> None:
+        """Long background work (loading the model): `name` every `interval` seconds until
+        stop_progress(). Its own thread, so a job's working ticks do not end it."""
+        self.stop_progress()
+        if not self.enabled:
+            return
+        self._progress_stop = threading.Event()
+        stop = self._progress_stop
+
+        def tick() -> None:
+            while not stop.wait(interval):
+                self.play(name)
+
+        self._progress = threading.Thread(target=tick, name="sightline-earcon-progress", daemon=True)
+        self._progress.start()
+
+    def stop_progress(self) -> None:
+        self._progress_stop.set()
+        if self._progress is not None:
+            self._progress.join(timeout=2)
+            self._progress = None
+
+    @property
+    def in_progress(self) -> bool:
+        return self._progress is not None
+
     def close(self) -> None:
         self.stop_working()
+        self.stop_progress()

@@ -27,6 +27,7 @@ ISSUE_COMMANDS = [
     "stop",
     "copy_last",
     "show_history",
+    "help",
     "settings",
     "quit",
 ]
@@ -80,3 +81,19 @@ def test_menu_has_every_command_once_with_separators_between_groups():
     assert len(separators) == len(registry.menu_sections()) - 1
     assert all(items[i + 1] is not None for i in separators)
     assert [title for title, _ in registry.menu_sections()][0] == "Screen"
+
+
+def test_help_says_every_key_from_the_current_key_map():
+    from app.commands.keymap import effective_keys
+
+    keys = effective_keys((("stop", "Z"),))
+    sentences = registry.help_sentences("Ctrl+Alt+Shift+Space", keys, ("describe the screen", "stop"))
+    text = " ".join(sentences)
+    assert sentences[0] == "Press Ctrl Alt Shift Space, let go, then one key."
+    for command in registry.COMMANDS:
+        assert command.name.lower() in text, command.id
+    assert "Z: stop." in text and "X: stop." not in text  # the user's own keys, not the defaults
+    assert "Hold V: ask about the screen by voice." in text
+    assert "F1: help." in text
+    assert text.endswith('Without the model, hold V and say "describe the screen", or "stop".')
+    assert "Without the model" not in " ".join(registry.help_sentences("Ctrl+Alt+Shift+Space", keys))
