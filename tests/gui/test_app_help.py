@@ -1,0 +1,57 @@
+"""The help command and the model-not-installed notice, in the tray app in-process (offscreen, the
+silent speech spy records every sentence)."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.settings.schema import Settings
+
+
+@pytest.fixture
+def make_app(qapp, monkeypatch):
+    monkeypatch.setenv("SIGHTLINE_NO_HOTKEYS", "1")
+    apps = []
+
+    def make(**overrides):
+        from app.main import SightlineApp
+
+        app = SightlineApp(qapp, Settings(speech_driver="silent", earcons=False, **overrides))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.shutdown()
+
+
+def spoken(app) -> list[str]:
+    return list(app.speech.driver.started)
+
+
+def test_the_model_notice_is_said_on_the_first_start_only_then_in_the_help(qtbot, make_app):
+    first = make_app()
+    qtbot.waitUntil(lambda: any("not installed" in s for s in spoken(first)), timeout=5000)
+    first.shutdown()
+
+    second = make_app()
+    qtbot.waitUntil(lambda: second.tray.fallback is not None and second.worker is not None, timeout=5000)
+    qtbot.wait(1500)  # the first-run check runs on the first turn of the event loop
+    assert "Sightline is ready." in spoken(second)
+    assert not any("not installed" in s for s in spoken(second))
+
+    second.run_command("help")
+    qtbot.waitUntil(lambda: any("not installed" in s for s in spoken(second)), timeout=5000)
+    said = " ".join(spoken(second))
+    assert "Press Ctrl Alt Shift Space, let go, then one key." in said
+    assert "S: describe the screen." in said and "F1: help." in said and "F4: quit sightline." in said
+    phrases = '"describe the screen", "read the text", "read all the text", "repeat", or "stop".'
+    assert f"Without the model, hold V and say {phrases}" in said
+
+
+def test_help_follows_the_users_keys(qtbot, make_app):
+    app = make_app(command_keys=(("stop", "Z"),), hotkey_prefix="Ctrl+Alt+Shift+F12")
+    app.run_command("help")
+    qtbot.waitUntil(lambda: any(s.startswith("Press ") for s in spoken(app)), timeout=5000)
+    qtbot.waitUntil(lambda: any(s == "Z: stop." for s in spoken(app)), timeout=5000)
+    assert "Press Ctrl Alt Shift F12, let go, then one key." in spoken(app)
