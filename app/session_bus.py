@@ -40,8 +40,8 @@ def _machine_id() -> str | None:
     return None
 
 
-def _user_bus() -> str | None:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
+def _user_bus(env) -> str | None:
+    runtime = env.get("XDG_RUNTIME_DIR")
     if not runtime:
         return None
     path = Path(runtime) / "bus"
@@ -97,7 +97,7 @@ def settle_session_bus(environ: dict[str, str] | None = None) -> str:
         return "not Linux"
     if env.get("DBUS_SESSION_BUS_ADDRESS"):
         return "set by the session"
-    user_bus = _user_bus()
+    user_bus = _user_bus(env)
     if user_bus:
         env["DBUS_SESSION_BUS_ADDRESS"] = user_bus
         return "the user bus"
