@@ -3,11 +3,16 @@
 The model streams its answer a few characters at a time. Speech should start as soon as the first
 sentence is complete, so `feed()` returns every sentence that is certainly finished and keeps the
 rest. A sentence ends at `.`, `!`, `?` or `…` followed by white space, at a blank line, and at the
-end of a heading or list item. It does not end after abbreviations (Dr., e.g., etc. before a
-lowercase word), inside decimals and version numbers (3.14, v2.1), after initials (J. K.), or
-after the number of a numbered list item. Where the next character decides, the chunker waits for
-it. Markdown is stripped: headings, bullets, **bold**, _italic_, `code`, [links](url), tables.
-Fenced code blocks are not read out; the listener hears that there is code on screen instead.
+end of a heading or list item. Chinese and Japanese write no space after a sentence: `。`, `！`,
+`？` (and their half-width and full-width forms) end one at once, after any closing quote or
+bracket, and so do `!` and `?` right before a Chinese or Japanese character. A sentence does not
+end after abbreviations in any offered answer language (Dr., e.g., z.B., d. h., bzw., p. ex.,
+Sra., ecc. before a lowercase word; etc. only before a capital), after "No." before a number,
+inside decimals and version numbers (3.14, v2.1), after initials (J. K.), after a day before a
+German month ("am 3. Oktober"), or after the number of a numbered list item. Where the next
+character decides, the chunker waits for it. Markdown is stripped: headings, bullets, **bold**,
+_italic_, `code`, [links](url), tables. Fenced code blocks are not read out; the listener hears
+that there is code on screen instead.
 
 Pure Python, no threads: it is driven by whoever receives the chunks.
 """
@@ -16,23 +21,49 @@ from __future__ import annotations
 
 import re
 
-# Abbreviations that never end a sentence (the next word belongs to the same sentence).
+# Abbreviations that never end a sentence (the next word belongs to the same sentence), lowercase,
+# without the final full stop. Every offered answer language is covered at once (the chunker does
+# not know the language): a word is listed only where it is no ordinary word in another of them
+# (Italian "es." is left out: German "es" often ends a sentence).
 _NEVER_END = {
-    "mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "mt", "fig", "figs", "no", "nos", "vs", "cf",
+    # English
+    "mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "mt", "fig", "figs", "vs", "cf",
     "e.g", "i.e", "eg", "ie", "approx", "ca", "dept", "est", "vol", "pp", "p", "ch", "sec", "gen",
     "col", "lt", "sgt", "capt", "gov", "rev", "hon", "ave", "rd", "blvd", "apt", "tel", "ext",
+    # German (nouns are capitalised, so these must never wait for a lowercase word)
+    "z.b", "d.h", "u.a", "o.a", "u.u", "z.t", "v.a", "s.o", "s.u", "o.ä", "u.ä", "bzw", "vgl", "ggf",
+    "evtl", "inkl", "exkl", "zzgl", "bspw", "sog", "str", "hr", "fr", "mio", "mrd", "tsd", "std",
+    "jh", "abb", "bzgl", "ggü", "usf", "geb", "hrsg",
+    # French
+    "mme", "mlle", "p.ex", "env", "av", "bd", "chap",
+    # Spanish and Portuguese
+    "sra", "srta", "dra", "dña", "ud", "uds", "vd", "vds", "p.ej", "pág", "pag", "avda", "aprox",
+    "v.sa", "ex.mo", "ex.ma", "sto", "sta",
+    # Italian
+    "sig", "sig.ra", "sig.na", "dott", "dott.ssa", "ing", "avv", "prof.ssa", "geom",
 }  # fmt: skip
+# "No." (and its German, Spanish and Portuguese forms) is an abbreviation only before a number.
+_BEFORE_NUMBER = {"no", "nos", "nr", "núm", "num", "nº", "n.º"}
 # Abbreviations that may end a sentence: a boundary only when the next word starts with a capital.
 _MAYBE_END = {
     "etc", "inc", "ltd", "co", "corp", "al", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
     "sept", "oct", "nov", "dec", "a.m", "p.m", "am", "pm", "u.s", "u.k", "min", "max", "km", "cm",
     "mm", "kg", "lb", "lbs", "oz",
+    "usw", "ecc", "ee.uu",
+}  # fmt: skip
+# "am 3. Oktober": the full stop after a day is no sentence end before a German month.
+_GERMAN_MONTHS = {
+    "januar", "jänner", "februar", "märz", "april", "mai", "juni", "juli", "august", "september",
+    "oktober", "november", "dezember",
 }  # fmt: skip
 
 CODE_BLOCK_SENTENCE = "There is a code block on screen."
 
 _ENDERS = ".!?…"
-_CLOSERS = "\"')]}”’»*_`"
+# Chinese and Japanese sentence ends (ideographic, half-width and full-width forms): no space follows.
+_CJK_ENDERS = "。｡！？．"
+_CLOSERS = "\"')]}”’»*_`」』）】〕〉》｣〗〙"
+_SPACE_AFTER = " \t\n\u3000"  # the ideographic space too
 _BULLET_RE = re.compile(r"^\s*(?:[-*+•▪‣◦]|\d{1,3}[.)]|[a-zA-Z][.)])\s+")
 _NUMBER_MARK_RE = re.compile(r"^\s*(\d{1,3}|[a-zA-Z])[.)]\s+")
 _HEADING_RE = re.compile(r"^\s*#{1,6}\s+")
@@ -85,6 +116,19 @@ def clean_markdown(text: str) -> str:
         if line:
             out.append(line)
     return " ".join(out)
+
+
+def _is_cjk(ch: str) -> bool:
+    """A Chinese character or Japanese kana (written without spaces between words)."""
+    o = ord(ch)
+    return (
+        0x3040 <= o <= 0x30FF  # hiragana, katakana
+        or 0x3400 <= o <= 0x4DBF  # CJK extension A
+        or 0x4E00 <= o <= 0x9FFF  # CJK unified ideographs
+        or 0xF900 <= o <= 0xFAFF  # compatibility ideographs
+        or 0xFF66 <= o <= 0xFF9F  # half-width katakana
+        or 0x20000 <= o <= 0x2FA1F  # extensions B and later
+    )
 
 
 def _is_list_or_heading(line: str) -> bool:
@@ -240,6 +284,19 @@ class SentenceChunker:
                 line_start = i + 1
                 in_code = False
                 bracket = 0
+            elif ch in _CJK_ENDERS and not in_code and bracket == 0:
+                # Chinese and Japanese: the sentence ends here, with any closing quote after it.
+                j = i + 1
+                while j < n and buf[j] in _CJK_ENDERS + _ENDERS:
+                    j += 1
+                while j < n and buf[j] in _CLOSERS:
+                    j += 1
+                if j >= n and not final:
+                    return None  # a closing quote may follow
+                if ch != "．" or (i > 0 and _is_cjk(buf[i - 1])):  # "．" in "3．5" is a decimal point
+                    return j
+                i = j
+                continue
             elif ch in _ENDERS and not in_code and bracket == 0:
                 j = i + 1
                 while j < n and buf[j] in _ENDERS:
@@ -250,12 +307,14 @@ class SentenceChunker:
                     if final:
                         return n
                     return None  # the next character decides
-                if buf[j] in " \t\n":
+                if buf[j] in _SPACE_AFTER:
                     verdict = self._sentence_end(buf, line_start, i, j, final)
                     if verdict == "wait":
                         return None
                     if verdict == "cut":
                         return j
+                elif _is_cjk(buf[j]) and (ch in "!?" or (i > 0 and _is_cjk(buf[i - 1]))):
+                    return j  # "好!我们" or "です.次": Chinese and Japanese put no space after it
                 i = j
                 continue
             i += 1
@@ -278,7 +337,7 @@ class SentenceChunker:
             return "cut"
         if len(nxt) < 3 and not final and re.match(r"^(\d{1,3}|[a-zA-Z])[.)]?$|^#+$", nxt):
             return "wait"  # might become a list marker or heading
-        if line.rstrip()[-1:] in _ENDERS + ":" or nxt[0].isupper():
+        if line.rstrip()[-1:] in _ENDERS + _CJK_ENDERS + ":：" or nxt[0].isupper():
             return "cut"
         return "join"  # a soft line wrap inside a paragraph
 
@@ -295,6 +354,19 @@ class SentenceChunker:
                 return "skip"  # "1." or "a." at the start of a line is a list marker, not a sentence
             if word in _NEVER_END:
                 return "skip"
+            before = re.search(r"(?:^|[\s(\"'])([^\W\d_]{1,3})\.[ \t]?$", buf[line_start:k])
+            if before and f"{before.group(1).lower()}.{word}" in _NEVER_END:
+                return "skip"  # the second part of "d. h." or "p. ex."
+            if word in _BEFORE_NUMBER:
+                return self._next_matches(buf, j, final, lambda c: c.isdigit())
+            if re.fullmatch(r"\d{1,2}", word) and i + 1 == j:
+                verdict = self._next_word_in(buf, j, final, _GERMAN_MONTHS)
+                if verdict != "cut":
+                    return verdict  # "am 3. Oktober"
+            if 1 <= len(word) <= 3 and word.isalpha() and i + 1 == j:
+                verdict = self._spaced_abbreviation(buf, word, j, final)
+                if verdict != "cut":
+                    return verdict  # "z. B.", "d. h.", "p. ex."
             if len(word) == 1 and word.isalpha() and buf[k:i].isupper():
                 return "skip"  # an initial, as in J. K. Rowling
             if word in _MAYBE_END or (len(word) == 1 and word.isalpha()) or buf[i + 1 : i + 2] == ".":
@@ -306,14 +378,52 @@ class SentenceChunker:
     @staticmethod
     def _next_is_capital(buf: str, j: int, final: bool) -> str:
         k = j
-        while k < len(buf) and buf[k] in " \t":
+        while k < len(buf) and buf[k] in " \t\u3000":
             k += 1
         if k >= len(buf):
             return "cut" if final else "wait"
         nxt = buf[k]
-        if nxt == "\n" or nxt.isupper() or nxt.isdigit() or nxt in "\"'“([*#-":
+        if nxt == "\n" or nxt.isupper() or nxt.isdigit() or nxt in "\"'“([*#-" or _is_cjk(nxt):
             return "cut"
         return "skip"
+
+    @staticmethod
+    def _next_matches(buf: str, j: int, final: bool, test) -> str:
+        """Skip when the next character on the line passes `test`, "cut" when not, "wait" if unknown."""
+        k = j
+        while k < len(buf) and buf[k] in " \t":
+            k += 1
+        if k >= len(buf):
+            return "cut" if final else "wait"
+        return "skip" if test(buf[k]) else "cut"
+
+    @staticmethod
+    def _next_word_in(buf: str, j: int, final: bool, words: set[str]) -> str:
+        """Skip when the next word is one of `words`, "cut" when not, "wait" while it may still be."""
+        m = re.match(r"[ \t]*(\w*)", buf[j:])
+        word = m.group(1).lower()
+        complete = j + m.end() < len(buf)
+        if complete or final:
+            return "skip" if word in words else "cut"
+        return "wait" if any(w.startswith(word) for w in words) else "cut"
+
+    @staticmethod
+    def _spaced_abbreviation(buf: str, word: str, j: int, final: bool) -> str:
+        """Skip at the first part of an abbreviation written with a space ("z. B.", "p. ex."),
+        "wait" while the next characters may still make one, "cut" otherwise."""
+        candidates = [a for a in _NEVER_END if a.startswith(f"{word}.")]
+        if not candidates:
+            return "cut"
+        rest = buf[j:]
+        m = re.match(r"[ \t]?([^\W\d_]{1,3})(\.?)", rest)
+        if m is None:
+            return "wait" if not final and rest in ("", " ", "\t") else "cut"
+        joined = f"{word}.{m.group(1).lower()}"
+        if m.group(2) and joined in candidates:
+            return "skip"
+        if not m.group(2) and m.end() == len(rest) and not final:
+            return "wait" if any(a.startswith(joined) for a in candidates) else "cut"
+        return "cut"
 
     def _forced_cut(self) -> int | None:
         """No boundary yet, but the text is long: cut at the last pause so speech is not held back."""
@@ -321,7 +431,7 @@ class SentenceChunker:
         if len(buf) < self._max_pending:
             return None
         window = buf[: self._max_pending]
-        for sep in ("; ", ": ", ", ", " – ", " - ", " "):
+        for sep in ("; ", "；", ": ", "：", ", ", "，", "、", " – ", " - ", " "):
             pos = window.rfind(sep)
             if pos > self._max_pending // 3:
                 return pos + len(sep)
