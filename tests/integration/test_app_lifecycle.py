@@ -285,3 +285,34 @@ def test_nothing_started_by_the_app_outlives_it(lifecycle_env, own_display, tmp_
     time.sleep(0.5)
     left.update({pid: cmd for pid, cmd in _children_of(os.getpid()).items() if pid not in before})
     assert left == {}, f"still running after quit: {left}"
+
+
+# --- a settings file the app cannot use never stops it -------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["fifo", "nested"])
+def test_the_tray_starts_and_says_why_with_an_unusable_settings_file(lifecycle_env, tmp_path, shape):
+    from app.settings.store import BROKEN_NOTICE, NOT_A_FILE_NOTICE, settings_path
+
+    path = settings_path()
+    if shape == "fifo":
+        os.mkfifo(path)  # opening it to read would wait forever for a writer
+        notice = NOT_A_FILE_NOTICE
+    else:
+        path.write_bytes(b"[" * 200_000 + b"]" * 200_000)  # RecursionError in a JSON parser
+        notice = BROKEN_NOTICE
+    env = dict(lifecycle_env, SIGHTLINE_NO_HOTKEYS="1")
+    app = AppProcess(tmp_path / "report.json", env)
+    try:
+        app.wait_for("ready", timeout=60)
+        heard = app.wait_for("speaking", timeout=30)
+        while heard["speaking"] != notice:
+            heard = app.wait_for("speaking", timeout=30)
+        started = time.monotonic()
+        app.proc.send_signal(signal.SIGTERM)
+        code, elapsed = _wait_exit(app, started)
+    finally:
+        app.stop()
+    assert code == 0 and elapsed < QUIT_WITHIN_S
+    if shape == "nested":
+        assert len(list(path.parent.glob("settings.json.broken-*"))) == 1
