@@ -12,7 +12,7 @@ import pytest
 
 from app.core.errors import DownloadError
 from app.inference import model_store as ms
-from app.inference.model_store import ModelState
+from app.inference.model_store import ModelState, transfer
 from tests.fakes.hub_server import FakeHub, LoopbackGuard
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ def mirror(tiny_model_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(ms, "RETRY_BASE_S", 0.01)
+    monkeypatch.setattr(transfer, "RETRY_BASE_S", 0.01)
     guard = LoopbackGuard().install(monkeypatch)
     with FakeHub(tiny_model_dir, max_lifetime_s=240) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)

@@ -268,7 +268,7 @@ def test_input_error_has_exit_code():
 
 
 def test_wrong_format_sentence_uses_the_right_article():
-    from app.inference.model_store import _wrong_format_sentence
+    from app.inference.model_store.folder import _wrong_format_sentence
 
     assert "holds an unknown model" in _wrong_format_sentence("unknown")
     assert "holds a llama model" in _wrong_format_sentence("llama")

@@ -13,7 +13,7 @@ import pytest
 from app.core.cancel import CancelToken
 from app.core.errors import Cancelled, DownloadError
 from app.inference import model_store as ms
-from app.inference.model_store import ModelState
+from app.inference.model_store import ModelState, download, transfer
 from tests.fakes.hub_server import FakeHub, LoopbackGuard, make_model_folder, wait_until
 
 SHARD1 = "model-00001-of-00002.safetensors"
@@ -26,7 +26,7 @@ def guard(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(ms, "RETRY_BASE_S", 0.01)
+    monkeypatch.setattr(transfer, "RETRY_BASE_S", 0.01)
     g = LoopbackGuard().install(monkeypatch)
     yield g
     assert g.violations == [], f"something tried to leave the machine: {g.violations}"
@@ -198,7 +198,7 @@ def test_cancel_stops_promptly_and_keeps_the_partial_data(hub, source, dest):
 
 
 def test_not_enough_disk_space_is_said_with_the_numbers(hub, source, dest, monkeypatch):
-    monkeypatch.setattr(ms, "_free_disk_bytes", lambda path: 40_000_000)
+    monkeypatch.setattr(download, "_free_disk_bytes", lambda path: 40_000_000)
     with pytest.raises(DownloadError) as info:
         ms.download_model(dest)
     sentence = info.value.sentence
@@ -230,7 +230,7 @@ def test_server_gone_is_said_plainly(hub, dest):
 
 def test_server_lost_in_the_middle_keeps_what_was_fetched(hub, dest, monkeypatch):
     hub.cut_after(SHARD1, 200_000, times=1)
-    real = ms._Download.fetch_range
+    real = transfer.DownloadJob.fetch_range
 
     def fetch_then_go_down(self, rf, part, offset, hasher):
         try:
@@ -239,7 +239,7 @@ def test_server_lost_in_the_middle_keeps_what_was_fetched(hub, dest, monkeypatch
             if rf.path == SHARD1:
                 hub.down = True  # the cut was the server going away for good
 
-    monkeypatch.setattr(ms._Download, "fetch_range", fetch_then_go_down)
+    monkeypatch.setattr(transfer.DownloadJob, "fetch_range", fetch_then_go_down)
     with pytest.raises(DownloadError) as info:
         ms.download_model(dest, retries=2)
     assert "interrupted" in info.value.sentence and "kept" in info.value.sentence

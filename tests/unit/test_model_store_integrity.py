@@ -14,7 +14,9 @@ import pytest
 
 from app.core.errors import DownloadError
 from app.inference import model_store as ms
-from app.inference.model_store import ModelState
+from app.inference.model_store import ModelState, transfer
+from app.inference.model_store import folder as folder_module
+from app.inference.model_store import manifest as manifest_module
 from tests.fakes.hub_server import FakeHub, LoopbackGuard, make_model_folder, write_safetensors
 
 SHARD1 = "model-00001-of-00002.safetensors"
@@ -27,7 +29,7 @@ def guard(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(ms, "RETRY_BASE_S", 0.01)
+    monkeypatch.setattr(transfer, "RETRY_BASE_S", 0.01)
     g = LoopbackGuard().install(monkeypatch)
     yield g
     assert g.violations == [], f"something tried to leave the machine: {g.violations}"
@@ -334,7 +336,7 @@ def test_the_manifests_commit_wins_over_the_moving_revision(hub, source, dest, t
     manifest = json.loads(ms.manifest_path().read_text())
     manifest["commit"] = pinned
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    monkeypatch.setattr(ms, "manifest_path", lambda: tmp_path / "manifest.json")
+    monkeypatch.setattr(manifest_module, "manifest_path", lambda: tmp_path / "manifest.json")
     hub.add_commit(_next_commit(source, tmp_path))
     assert ms.download_model(dest).state is ModelState.READY
     assert ms.model_status(dest)["commit"] == pinned
@@ -530,7 +532,7 @@ def test_a_checked_tokenizer_is_only_hashed_at_later_starts(hub, dest, monkeypat
     def no_parsing(folder, rel):
         raise AssertionError(f"{rel} was parsed again")
 
-    monkeypatch.setattr(ms, "json_problem", no_parsing)
+    monkeypatch.setattr(folder_module, "json_problem", no_parsing)
     assert ms.inspect_model_folder(dest).state is ModelState.READY
     # other bytes are parsed (and hashed) again
     _flip_one_byte(dest / "tokenizer.json", at=3)
