@@ -1,13 +1,21 @@
 """`python -m app`: the same entry point as the `sightline` console script."""
 
+import _signal  # the C module, loaded with the interpreter; signal.py would build enums first
 import os
-import signal
 import sys
 
-# Ctrl+C or SIGTERM before app.cli has loaded: nothing has started, so end quietly with 130/143
-# (app.cli installs the same guard for the console script, then main() takes over).
-for _signum in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(_signum, lambda signum, _frame: (os.write(2, b"Stopped.\n"), os._exit(128 + signum)))
+
+def _stop(signum, _frame):
+    """Ctrl+C or SIGTERM before app.cli has loaded: nothing has started, so end quietly.
+
+    app.cli installs the same guard for the console script, then main() takes over.
+    """
+    os.write(2, b"Stopped.\n")
+    os._exit(128 + signum)
+
+
+_signal.signal(_signal.SIGINT, _stop)
+_signal.signal(_signal.SIGTERM, _stop)
 
 from app.cli import main  # noqa: E402
 

@@ -8,8 +8,8 @@ with 130 and SIGTERM with 143, whatever it is doing, never with a traceback.
 
 from __future__ import annotations
 
+import _signal  # the C module, loaded with the interpreter: the guard below costs nothing
 import os
-import signal
 import sys
 
 
@@ -31,13 +31,14 @@ def _started_as_command() -> bool:
 
 # First, before anything slow is imported: Ctrl+C in the first moments must not print a traceback.
 if _started_as_command():
-    signal.signal(signal.SIGINT, _exit_at_once)
-    signal.signal(signal.SIGTERM, _exit_at_once)
+    _signal.signal(_signal.SIGINT, _exit_at_once)
+    _signal.signal(_signal.SIGTERM, _exit_at_once)
 
 import argparse  # noqa: E402 - after the signal guard on purpose
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import signal  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterable  # noqa: E402
 from pathlib import Path  # noqa: E402
