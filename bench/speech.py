@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.speech.drivers.espeak import EspeakDriver  # noqa: E402
 from app.speech.drivers.pyttsx3_driver import Pyttsx3Driver  # noqa: E402
 from app.speech.manager import SpeechManager  # noqa: E402
-from app.speech.measure import MonitorRecorder, PrivateSink  # noqa: E402
 from app.speech.playback import AudioPlayer  # noqa: E402
+from tests.support.measure import MonitorRecorder, PrivateSink  # noqa: E402
 
 GOAL_MS = 100.0
 ANSWER = (

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui import a11y
+from tests.support import a11y
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from app.core.errors import CaptureError
 from app.inference import model_store
 from app.settings.schema import Settings
-from app.ui.a11y import assert_accessible
+from tests.support.a11y import assert_accessible
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from PySide6.QtTest import QTest
 from app.core.types import Bounds
 from app.inference.ocr import TextLine
 from app.inference.screen_map import ScreenMap
-from app.ui import a11y
 from app.ui.explore import KEYS_HELP, WINDOW_TITLE, ExploreWindow
+from tests.support import a11y
 
 CTRL = Qt.KeyboardModifier.ControlModifier
 SHIFT = Qt.KeyboardModifier.ShiftModifier

@@ -9,8 +9,8 @@ from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter
 from PySide6.QtTest import QTest
 
-from app.ui import a11y
 from app.ui.region_selector import HELP_TEXT, MIN_SIZE, RegionSelector
+from tests.support import a11y
 
 REPO = Path(__file__).resolve().parents[2]
 SCREEN = QRect(0, 0, 1920, 1080)

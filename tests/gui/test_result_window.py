@@ -11,8 +11,9 @@ from PySide6.QtGui import QAccessible, QColor, QGuiApplication, QImage
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from app.ui import a11y, theme
+from app.ui import theme
 from app.ui.result_window import WINDOW_TITLE, ResultWindow
+from tests.support import a11y
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -82,7 +82,7 @@ def test_every_interactive_control_has_an_accessible_name(dialog):
 
 
 def test_shared_accessibility_check_passes_on_every_page(dialog):
-    from app.ui.a11y import undescribed_controls, unnamed_controls
+    from tests.support.a11y import undescribed_controls, unnamed_controls
 
     for index in range(dialog.tabs.count()):
         dialog.tabs.setCurrentIndex(index)

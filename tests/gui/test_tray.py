@@ -7,9 +7,9 @@ from PySide6.QtCore import QRect
 from PySide6.QtWidgets import QPushButton
 
 from app.commands import registry
-from app.ui.a11y import assert_accessible
 from app.ui.region_selector import RegionSelector
 from app.ui.tray import FallbackWindow, Tray, build_menu, state_icon
+from tests.support.a11y import assert_accessible
 
 
 def test_menu_has_every_command_with_its_description(qtbot):

@@ -134,8 +134,8 @@ def test_read_all_text_twice_reads_everything_and_never_its_own_window(desktop, 
 
 def test_read_all_text_plays_all_of_it_at_the_sink(desktop, pulse, tmp_path):
     from app.speech.drivers import VoiceSettings
-    from app.speech.measure import MonitorRecorder, PrivateSink
     from app.speech.service import speak_text
+    from tests.support.measure import MonitorRecorder, PrivateSink
 
     rate = 320  # words per minute: a brisk reader, and a shorter test
     save_settings(Settings(speech_driver="espeak", earcons=False, rate=rate))

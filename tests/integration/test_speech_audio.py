@@ -21,8 +21,8 @@ from app.speech.drivers.espeak import EspeakDriver
 from app.speech.drivers.pyttsx3_driver import Pyttsx3Driver
 from app.speech.drivers.screen_reader import SpeechDispatcherDriver
 from app.speech.manager import SpeechManager
-from app.speech.measure import MonitorRecorder, PrivateSink
 from app.speech.playback import AudioPlayer
+from tests.support.measure import MonitorRecorder, PrivateSink
 
 pytestmark = pytest.mark.audio
 
