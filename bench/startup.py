@@ -1,6 +1,6 @@
 """Start-up and idle cost of the tray app, and hotkey-to-first-speech, measured on a virtual desktop.
 
-    .venv/bin/python bench/startup.py [--idle 30] [--model DIR]
+    .venv/bin/python bench/startup.py [--idle 30] [--model DIR] [--keys]
 
 Starts its own Xvfb + tray host + PulseAudio (scripts/services.sh) unless SIGHTLINE_TEST_SERVICES
 is set, and runs the real app (tests/integration/app_harness.py around app.main.run_app) with the
@@ -8,7 +8,11 @@ silent speech driver, whose start time per utterance is the "first speech" momen
 - launch to tray-ready, beside a bare PySide6 tray icon started the same way (the floor);
 - idle CPU over the idle window (goal: about 0%) and idle RSS before any model loads;
 - hotkey (the prefix chord, then S) to the first spoken sentence of the answer, with the OCR
-  default and, with --model or by building the tiny test model, with the local Phi-4 backend.
+  default and, with --model or by building the tiny test model, with the local Phi-4 backend;
+  the same for read all text (T) with the OCR default;
+- key to acknowledgement: from xdotool sending a key to the first sound of its earcon recorded at
+  the PulseAudio sink (the prefix, History, Stop, Copy; goal under 100 ms);
+- settings open time: from the key (prefix, then O) to the settings window on the display.
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ def launch_to_ready(cmd, env, runs=3) -> list[float]:
     return times
 
 
-def hotkey_to_speech(env, settings_json: str, runs=3) -> tuple[list[float], float, float]:
+def hotkey_to_speech(env, settings_json: str, runs=3, key: str = "s") -> tuple[list[float], float, float]:
     home = Path(env["SIGHTLINE_HOME"])
     (home / "config").mkdir(parents=True, exist_ok=True)
     (home / "config" / "settings.json").write_text(settings_json)
@@ -115,7 +119,7 @@ def hotkey_to_speech(env, settings_json: str, runs=3) -> tuple[list[float], floa
             subprocess.run(["xdotool", "key", "ctrl+alt+shift+space"], check=True)
             time.sleep(0.2)
             t0 = time.time()
-            subprocess.run(["xdotool", "key", "s"], check=True)
+            subprocess.run(["xdotool", "key", key], check=True)
             # The answer's first sentence is the first utterance after the key; the job's end may
             # be reported before or after it.
             first = None
@@ -138,6 +142,76 @@ def hotkey_to_speech(env, settings_json: str, runs=3) -> tuple[list[float], floa
         _stop(proc)
 
 
+def key_acknowledgement(env, runs=3) -> dict[str, list[float]]:
+    """Key to the first sound of its acknowledgement, recorded at the sink (earcons on, silent speech)."""
+    from tests.fixtures.sink import KeyClock, SinkRecorder
+
+    home = Path(env["SIGHTLINE_HOME"])
+    (home / "config" / "settings.json").write_text(
+        json.dumps({"version": 1, "speech_driver": "silent", "earcons": True})
+    )
+    proc, q = _start([sys.executable, "-m", "tests.integration.app_harness", os.devnull], env)
+    sink = SinkRecorder()
+    clock = KeyClock()  # when each key really went down (xdotool itself takes 50-100 ms to start here)
+    found: dict[str, list[float]] = {"prefix": [], "history (H)": [], "stop (X)": [], "copy (C)": []}
+    try:
+        _wait(q, proc, "ready")
+        time.sleep(4.0)  # the first-run notice, the background load
+        for _ in range(runs):
+            t = time.monotonic()
+            subprocess.run(["xdotool", "key", "ctrl+alt+shift+space"], check=True)
+            t = clock.pressed_after(t, "space")
+            onset = sink.onset_after(t, within=0.4)
+            if onset is not None:
+                found["prefix"].append(onset)
+            for name, key in (("history (H)", "h"), ("stop (X)", "x"), ("copy (C)", "c")):
+                subprocess.run(["xdotool", "key", "ctrl+alt+shift+space"], check=True)
+                time.sleep(0.4)
+                t = time.monotonic()
+                subprocess.run(["xdotool", "key", key], check=True)
+                t = clock.pressed_after(t, key)
+                onset = sink.onset_after(t, within=0.5)
+                if onset is not None:
+                    found[name].append(onset)
+                time.sleep(1.0)
+        return found
+    finally:
+        clock.close()
+        sink.close()
+        _stop(proc)
+
+
+def settings_open_time(env, runs=3) -> list[float]:
+    """The prefix then O, to the settings window mapped on the display (xdotool search)."""
+    home = Path(env["SIGHTLINE_HOME"])
+    (home / "config" / "settings.json").write_text(
+        json.dumps({"version": 1, "speech_driver": "silent", "earcons": False})
+    )
+    times = []
+    for _ in range(runs):
+        proc, q = _start([sys.executable, "-m", "tests.integration.app_harness", os.devnull], env)
+        try:
+            _wait(q, proc, "ready")
+            time.sleep(3.0)
+            subprocess.run(["xdotool", "key", "ctrl+alt+shift+space"], check=True)
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            subprocess.run(["xdotool", "key", "o"], check=True)
+            while time.monotonic() - t0 < 30:
+                found = subprocess.run(
+                    ["xdotool", "search", "--onlyvisible", "--name", "Sightline settings"],
+                    capture_output=True,
+                    text=True,
+                )
+                if found.stdout.strip():
+                    times.append(time.monotonic() - t0)
+                    break
+                time.sleep(0.01)
+        finally:
+            _stop(proc)
+    return times
+
+
 def idle(env, seconds: float) -> tuple[float, float, float]:
     proc, q = _start([sys.executable, "-m", "tests.integration.app_harness", os.devnull], env)
     try:
@@ -152,11 +226,33 @@ def idle(env, seconds: float) -> tuple[float, float, float]:
         _stop(proc)
 
 
+def _print_keys(med, ocr_lat, read_lat, acks, settings_open) -> None:
+    print(
+        f"  key to first word         describe (S) {med(ocr_lat) * 1000:6.0f} ms   "
+        f"read all text (T) {med(read_lat) * 1000:6.0f} ms   (OCR default)"
+    )
+    for name, values in acks.items():
+        if values:
+            print(
+                f"  key to acknowledgement    {name:12s} {med(values) * 1000:6.0f} ms median, "
+                f"{max(values) * 1000:.0f} ms worst, at the sink   (goal: under 100 ms)"
+            )
+        else:
+            print(f"  key to acknowledgement    {name:12s} nothing heard")
+    if settings_open:
+        print(f"  settings open time        {med(settings_open) * 1000:6.0f} ms   (goal: under 500 ms)")
+    else:
+        print("  settings open time        the settings window did not appear")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle", type=float, default=30.0, help="idle window in seconds")
     parser.add_argument("--model", help="a Phi-4-multimodal folder; default: build the tiny test model")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--keys", action="store_true", help="only the key figures: first word, acknowledgement, settings"
+    )
     args = parser.parse_args()
 
     state = None
@@ -168,48 +264,53 @@ def main() -> int:
         for line in Path(state, "env").read_text().splitlines():
             key, _, value = line.removeprefix("export ").partition("=")
             os.environ[key] = value
+    ocr_settings = json.dumps({"version": 1, "speech_driver": "silent", "earcons": False})
     try:
         with tempfile.TemporaryDirectory(prefix="sightline-bench-home-") as home:
             env = dict(os.environ, SIGHTLINE_HOME=home, QT_QPA_PLATFORM="xcb", PYTHONUNBUFFERED="1")
             env.pop("SIGHTLINE_NO_HOTKEYS", None)
             Path(home, "config").mkdir(parents=True, exist_ok=True)
-            Path(home, "config", "settings.json").write_text(
-                json.dumps({"version": 1, "speech_driver": "silent", "earcons": False})
-            )
-            quiet = dict(env, SIGHTLINE_NO_HOTKEYS="1")
-            bare = launch_to_ready([sys.executable, "-c", BARE_TRAY], quiet, args.runs)
-            ours = launch_to_ready(
-                [sys.executable, "-m", "tests.integration.app_harness", os.devnull], quiet, args.runs
-            )
-            cpu, rss_ready, rss_idle = idle(quiet, args.idle)
+            Path(home, "config", "settings.json").write_text(ocr_settings)
+            if not args.keys:
+                quiet = dict(env, SIGHTLINE_NO_HOTKEYS="1")
+                bare = launch_to_ready([sys.executable, "-c", BARE_TRAY], quiet, args.runs)
+                ours = launch_to_ready(
+                    [sys.executable, "-m", "tests.integration.app_harness", os.devnull], quiet, args.runs
+                )
+                cpu, rss_ready, rss_idle = idle(quiet, args.idle)
 
-            ocr_lat, _, rss_ocr = hotkey_to_speech(
-                env, json.dumps({"version": 1, "speech_driver": "silent", "earcons": False}), args.runs
-            )
-            model_dir = args.model
-            if model_dir is None:
-                from tests.fixtures.tiny_phi4 import build_tiny_phi4
+            ocr_lat, _, rss_ocr = hotkey_to_speech(env, ocr_settings, args.runs)
+            read_lat, _, _ = hotkey_to_speech(env, ocr_settings, args.runs, key="t")
+            acks = key_acknowledgement(env, args.runs)
+            settings_open = settings_open_time(env, args.runs)
+            if not args.keys:
+                model_dir = args.model
+                if model_dir is None:
+                    from tests.fixtures.tiny_phi4 import build_tiny_phi4
 
-                model_dir = str(build_tiny_phi4(Path(home) / "tiny" / "Phi-4-multimodal-instruct"))
-            local_lat, _, rss_local = hotkey_to_speech(
-                env,
-                json.dumps(
-                    {
-                        "version": 1,
-                        "speech_driver": "silent",
-                        "earcons": False,
-                        "model_dir": model_dir,
-                        "max_new_tokens": 64,
-                    }
-                ),
-                args.runs,
-            )
+                    model_dir = str(build_tiny_phi4(Path(home) / "tiny" / "Phi-4-multimodal-instruct"))
+                local_lat, _, rss_local = hotkey_to_speech(
+                    env,
+                    json.dumps(
+                        {
+                            "version": 1,
+                            "speech_driver": "silent",
+                            "earcons": False,
+                            "model_dir": model_dir,
+                            "max_new_tokens": 64,
+                        }
+                    ),
+                    args.runs,
+                )
     finally:
         if state:
             subprocess.run([str(ROOT / "scripts" / "services.sh"), "stop", state], check=False)
 
     med = statistics.median
     print("Sightline start-up and idle (median of runs; this machine: 2 cores, Xvfb, no GPU)")
+    if args.keys:
+        _print_keys(med, ocr_lat, read_lat, acks, settings_open)
+        return 0
     print(
         f"  launch to tray-ready      Sightline {med(ours):6.2f} s   bare PySide6 tray {med(bare):5.2f} s"
         f"   ratio {med(ours) / med(bare):4.2f}"
@@ -221,6 +322,7 @@ def main() -> int:
         f"tiny Phi-4 {med(local_lat) * 1000:6.0f} ms   ratio {med(local_lat) / med(ocr_lat):4.2f}"
     )
     print(f"  RSS after answering       OCR default {rss_ocr:6.0f} MiB   tiny Phi-4 {rss_local:6.0f} MiB")
+    _print_keys(med, ocr_lat, read_lat, acks, settings_open)
     return 0
 
 
