@@ -32,6 +32,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
+from app.core.text import safe_text
 from app.speech.chunker import SentenceChunker
 from app.speech.drivers import SpeechDriver, SpeechDriverError, VoiceSettings, pick_driver
 from app.speech.drivers.silent import SilentDriver
@@ -685,7 +686,9 @@ class SpeechManager:
         while True:
             driver = self._driver
             try:
-                return bool(driver.speak(utt.text, self._settings, utt.cancel))
+                # Whatever the text came from (a model, a server, the screen), no escape sequence,
+                # control or bidi-override character reaches a speech engine or screen reader.
+                return bool(driver.speak(safe_text(utt.text), self._settings, utt.cancel))
             except Exception as exc:
                 reason = (exc.detail or str(exc)) if isinstance(exc, SpeechDriverError) else repr(exc)
                 self._fall_back(driver, reason)

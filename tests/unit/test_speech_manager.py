@@ -278,3 +278,11 @@ def test_with_every_driver_broken_speech_is_off_but_nothing_crashes(caplog):
         m.speak("text")
         assert m.wait_idle(5)
     assert "broken" in caplog.text
+
+
+def test_escape_sequences_and_bidi_overrides_never_reach_the_speech_engine(manager, spy):
+    # An answer from a model or a server may carry terminal escapes, controls and a right-to-left
+    # override: a screen reader would act on or mis-order them.
+    manager.speak("Total \x1b[31mdue\x1b[0m: 40\u202e.00\x07 euros")
+    speak_through(spy, 1)
+    assert spy.spoken == ["Total due: 40.00 euros"]
