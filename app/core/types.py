@@ -103,6 +103,7 @@ class Task(enum.Enum):
     ASK_IMAGE = "ask_image"  # typed or spoken question about an image
     TRANSCRIBE = "transcribe"
     ASK_SPOKEN = "ask_spoken"  # spoken (or typed) question, no image
+    TRANSLATE = "translate"  # the question's text, translated into the answer language
 
     @property
     def needs_image(self) -> bool:
@@ -160,6 +161,8 @@ class JobRequest:
     detail: Detail = Detail.NORMAL
     max_new_tokens: int = 512
     job_id: int = field(default_factory=next_job_id)
+    #: the picture's own text (OCR, reading order) for a grounded answer; "" when not grounded
+    screen_text: str = ""
 
     def __post_init__(self) -> None:
         if self.task.needs_image and self.image is None:

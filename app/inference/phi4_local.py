@@ -34,6 +34,7 @@ from app.core.errors import (
 )
 from app.core.types import SAMPLE_RATE, JobRequest, Turn, Usage
 from app.inference.base import BackendCheck, Capabilities, ModelBackend
+from app.inference.grounding import trim_to_tokens
 from app.inference.prompts import build_prompt
 from app.settings.schema import Settings
 
@@ -186,6 +187,7 @@ class PreparedInputs:
     prompt_tokens: int
     max_new_tokens: int
     notes: list[str] = field(default_factory=list)
+    screen_text: str = ""  # the picture's text as it went into the prompt (trimmed to fit)
 
 
 class _QueueStreamer:
@@ -750,14 +752,17 @@ class Phi4LocalBackend(ModelBackend):
 
     # -- preparing inputs -------------------------------------------------------------------------
 
-    def render_prompt(self, request: JobRequest, history: tuple[Turn, ...] | None = None) -> str:
+    def render_prompt(
+        self, request: JobRequest, history: tuple[Turn, ...] | None = None, screen_text: str | None = None
+    ) -> str:
         """The request as chat text, with one image and/or audio placeholder in the user turn.
 
         `history` replaces the request's follow-up turns (prepare() leaves out the oldest ones
-        when the turn would not fit).
+        when the turn would not fit); `screen_text` replaces the picture's text (prepare() trims
+        it to the turn's budget).
         """
         processor = self._require_processor()
-        prompt = build_prompt(request)
+        prompt = build_prompt(request, screen_text)
         turns = prompt.history if history is None else history
         media = (processor.image_token if prompt.with_image else "") + (
             processor.audio_token if prompt.with_audio else ""
@@ -817,9 +822,10 @@ class Phi4LocalBackend(ModelBackend):
         want = int(request.max_new_tokens)
         floor = min(want, MIN_ANSWER_TOKENS)
         history = tuple(request.history)
+        screen_text = self._fit_screen_text(request, placeholders, audio_tokens, width, height, notes)
         dropped = 0
         while True:
-            text = self.render_prompt(request, history)
+            text = self.render_prompt(request, history, screen_text)
             text_tokens = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"]) - placeholders
             fixed = text_tokens + audio_tokens
             crops = image_tokens = 0
@@ -879,9 +885,49 @@ class Phi4LocalBackend(ModelBackend):
             prompt_tokens=prompt_tokens,
             max_new_tokens=max_new,
             notes=notes,
+            screen_text=screen_text,
         )
         self.last_prepared = prepared
         return prepared
+
+    def _fit_screen_text(
+        self, request: JobRequest, placeholders: int, audio_tokens: int, width: int, height: int, notes: list
+    ) -> str:
+        """The picture's text, trimmed to what the turn leaves with the whole answer and the picture
+        at its full crop cap: it is the first thing given up, before crops, history or the answer."""
+        text = request.screen_text
+        if not text or request.image is None:
+            return ""
+        tokenizer = self._require_processor().tokenizer
+
+        def count(s: str) -> int:
+            return len(tokenizer(s, add_special_tokens=False)["input_ids"])
+
+        def prompt_tokens(screen: str) -> int:
+            rendered = self.render_prompt(request, None, screen)
+            return count(rendered) - placeholders + audio_tokens
+
+        full_image = image_token_count(width, height, max(1, request.detail.max_crops))
+        free = self.turn_token_limit - int(request.max_new_tokens) - full_image
+        base = prompt_tokens("")
+        whole = prompt_tokens(text)
+        if whole <= free:
+            return text
+        overhead = prompt_tokens("x") - base - 1  # the lead and the instruction around the text
+        trimmed = text
+        budget = free - base - overhead
+        while True:
+            trimmed = trim_to_tokens(text, budget, count)
+            if not trimmed or prompt_tokens(trimmed) <= free:
+                break
+            budget -= max(8, prompt_tokens(trimmed) - free)  # a line's count ran over: trim again
+        total, limit = text.count("\n") + 1, self.turn_token_limit
+        if not trimmed:
+            notes.append(f"picture text ({total} lines) left out to fit {limit} tokens")
+        elif trimmed != text:
+            kept = trimmed.count("\n")  # the last line is the mark
+            notes.append(f"picture text trimmed to {kept} of {total} lines to fit {limit} tokens")
+        return trimmed
 
     def _too_long(self, audio_tokens: int, other_tokens: int, floor: int, prompt_tokens: int) -> InputError:
         detail = f"prompt {prompt_tokens} tokens (audio {audio_tokens}), window {self.turn_token_limit}"

@@ -52,7 +52,22 @@ TASK_TEXT: dict[Task, str] = {
     ),
     Task.TRANSCRIBE: "Transcribe the audio clip into text, exactly as spoken.",
     Task.ASK_SPOKEN: "Answer my question briefly and directly.",
+    Task.TRANSLATE: (
+        "Translate the following text into {language}. Keep its meaning, its sentences and its order. "
+        "Copy names, numbers and anything in quotation marks exactly as written. Write only the "
+        "translation, with no notes."
+    ),
 }
+
+#: Put before the task when the request carries the picture's own text (see app.inference.grounding).
+SCREEN_TEXT_LEAD = (
+    "Text recognised in this picture, in reading order (it may contain recognition errors, and it "
+    "does not show layout, icons or colours):"
+)
+SCREEN_TEXT_USE = (
+    "When you mention a name, number or message that appears in the picture, quote it exactly as in "
+    "this text."
+)
 
 SPOKEN_QUESTION = "The audio is my question; answer it."
 
@@ -66,9 +81,26 @@ class Prompt:
     with_audio: bool
 
 
-def build_prompt(request: JobRequest) -> Prompt:
+def build_prompt(request: JobRequest, screen_text: str | None = None) -> Prompt:
+    """The request's words. `screen_text` replaces the request's picture text (the local backend
+    passes it trimmed to its token budget; "" leaves it out)."""
+    screen_text = request.screen_text if screen_text is None else screen_text
     task_text = TASK_TEXT[request.task]
-    parts = [task_text]
+    parts = []
+    if screen_text.strip() and request.image is not None:
+        parts += [SCREEN_TEXT_LEAD, f'"""\n{screen_text.strip()}\n"""', SCREEN_TEXT_USE]
+    if request.task is Task.TRANSLATE:
+        parts.append(task_text.format(language=request.language))
+        if request.question:
+            parts.append(request.question.strip())
+        return Prompt(
+            system=SYSTEM.format(language=request.language),
+            history=(),
+            user_text="\n\n".join(parts),
+            with_image=False,
+            with_audio=False,
+        )
+    parts.append(task_text)
     if request.task in (Task.ASK_IMAGE, Task.ASK_SPOKEN):
         if request.question:
             parts.append(f"My question: {request.question.strip()}")

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 
 from app.core.cancel import CancelToken
 from app.core.errors import Cancelled, SightlineError, from_library_error
 from app.core.types import JobRequest
+from app.inference.grounding import GROUNDED_TASKS, QuoteGuard, cap_chars, guard_stream, read_picture_text
 from app.inference.registry import BackendRegistry
+from app.inference.translate import DIRECT, answer_path, english_request, translation_request
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,14 @@ class JobResult:
     tokens_in: int = 0
     tokens_out: int = 0
     error: SightlineError | None = None
+    #: "direct", or "describe_then_translate" for a picture answered in another language
+    path: str = "direct"
+    #: characters of the picture's own text given to the model (0: not grounded)
+    screen_text_chars: int = 0
+    #: the quotes of the answer that the picture's text did not hold, hedged in the answer
+    hedged: list[str] = field(default_factory=list)
+    #: the English description a translated answer was made from ("" on the direct path)
+    english: str = ""
 
     @property
     def ok(self) -> bool:
@@ -99,8 +109,10 @@ def run_request(
             on_status(result.explanation)
         result.model = backend.model_id
         cancel.raise_if_cancelled()
+        request, guard = _ground(registry, backend, request, cancel, result)
+        cancel.raise_if_cancelled()
         t_gen = time.perf_counter()
-        for chunk in backend.generate(request, cancel):
+        for chunk in _answer(backend, request, cancel, guard, result):
             if cancel.cancelled:
                 break
             if not chunk:
@@ -111,8 +123,10 @@ def run_request(
             if on_chunk:
                 on_chunk(chunk)
         cancel.raise_if_cancelled()
-        result.tokens_in = backend.usage.tokens_in
-        result.tokens_out = backend.usage.tokens_out
+        result.tokens_in += backend.usage.tokens_in
+        result.tokens_out += backend.usage.tokens_out
+        if guard is not None:
+            result.hedged = list(guard.hedged)
     except SightlineError as exc:
         log.info("job %s ended: %s (%s)", request.job_id, exc.sentence, exc.detail or "")
         result.error = exc
@@ -130,3 +144,66 @@ def run_request(
     if isinstance(result.error, Cancelled):
         log.info("job %s cancelled after %d characters", request.job_id, len(result.text))
     return result
+
+
+def _ground(
+    registry: BackendRegistry, backend, request: JobRequest, cancel: CancelToken, result: JobResult
+) -> tuple[JobRequest, QuoteGuard | None]:
+    """The request with its picture's own text, and the guard for the answer; unchanged (no guard)
+    when grounding is off, the answer comes from the text reader itself, or no text was found.
+
+    Text recognition failing never stops the answer: the request goes on without the text.
+    """
+    settings = registry.settings
+    if (
+        not getattr(settings, "ground_answers", True)
+        or request.image is None
+        or request.task not in GROUNDED_TASKS
+        or backend.name == "ocr"
+        or not backend.capabilities.images
+    ):
+        return request, None
+    t0 = time.perf_counter()
+    try:
+        ocr = registry.get("ocr")
+        if not ocr.check().ok:
+            return request, None
+        text = read_picture_text(ocr, request.image)
+    except SightlineError as exc:
+        log.info("job %s: no picture text for grounding: %s", request.job_id, exc.detail or exc.sentence)
+        return request, None
+    except Exception:  # recognition is an extra: the answer goes on without it
+        log.warning("job %s: text recognition for grounding failed", request.job_id, exc_info=True)
+        return request, None
+    finally:
+        result.timings["ocr"] = time.perf_counter() - t0
+    cancel.raise_if_cancelled()
+    if not text:
+        return request, None
+    text = cap_chars(text)
+    result.screen_text_chars = len(text)
+    return replace(request, screen_text=text), QuoteGuard(text)
+
+
+def _answer(
+    backend, request: JobRequest, cancel: CancelToken, guard: QuoteGuard | None, result: JobResult
+) -> Iterator[str]:
+    """The answer's chunks: direct, or a picture described in English and then translated.
+
+    The English description is guarded (and hedged) before it is translated, so a hedge is
+    translated with the sentence it belongs to. The translation streams as it is written.
+    """
+    result.path = answer_path(request)
+    if result.path == DIRECT:
+        chunks = backend.generate(request, cancel)
+        yield from (guard_stream(chunks, guard) if guard is not None else chunks)
+        return
+    chunks = backend.generate(english_request(request), cancel)
+    english = "".join(guard_stream(chunks, guard) if guard is not None else chunks)
+    result.tokens_in += backend.usage.tokens_in
+    result.tokens_out += backend.usage.tokens_out
+    result.english = english
+    cancel.raise_if_cancelled()
+    if not english.strip():
+        return
+    yield from backend.generate(translation_request(request, english), cancel)

@@ -176,7 +176,9 @@ class Settings:
     response_language: str = _s(
         "English",
         "Answer language",
-        "The language the answers are written and spoken in.",
+        "The language answers are written and spoken in. Pictures are described in English, which the "
+        "model sees best, and then translated into this language by the same model; typed and spoken "
+        "questions are answered in it directly.",
         "answers",
         suggestions=(
             "English",
@@ -197,6 +199,15 @@ class Settings:
         minimum=32,
         maximum=4096,
         step=32,
+        advanced=True,
+    )
+    # With the model: pictures are also read as text, and quotes not in that text are hedged.
+    ground_answers: bool = _s(
+        True,
+        "Check answers against the picture's text",
+        "With the model, a picture's own text is read too, so names and numbers are quoted exactly; "
+        "anything quoted that is not in that text is said as what it may say.",
+        "answers",
         advanced=True,
     )
     # Speech.
