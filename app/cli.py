@@ -59,8 +59,6 @@ from app.core.types import Detail, JobRequest, Task  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-BACKEND_CHOICES = ("auto", "local", "remote", "ocr")
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one sentence and ExitCode.USAGE."""
@@ -75,10 +73,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    from app.settings.schema import Backend  # the settings' one list of backends
+
     g = p.add_argument_group("engine")
     g.add_argument(
         "--backend",
-        choices=BACKEND_CHOICES,
+        choices=[b.value for b in Backend],
         default=None,
         help="which engine answers (default: your setting, normally auto)",
     )

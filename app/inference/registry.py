@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from app.core.errors import BackendUnavailableError, ModelNotFoundError, SightlineError
 from app.core.types import JobRequest
 from app.inference.base import ModelBackend
-from app.settings.schema import Settings
+from app.settings.schema import Backend, Settings
 
-BACKEND_ORDER = ("local", "remote", "ocr")
-BACKEND_NAMES = ("auto", *BACKEND_ORDER)
+# From the settings' one list of backends (app.settings.schema.Backend).
+BACKEND_ORDER: tuple[str, ...] = tuple(b.value for b in Backend.engines())
+BACKEND_NAMES: tuple[str, ...] = tuple(b.value for b in Backend)
 
 
 def _make_local(settings: Settings) -> ModelBackend:

@@ -3,18 +3,104 @@
 Frozen: a change produces a new Settings (dataclasses.replace), so a snapshot handed to the
 worker thread never changes under it.
 
-Each field carries a FieldInfo in its metadata (label, help, group, choices, range); the settings
-dialog is generated from it and the store validates with it. Field order is the order on screen.
+Settings is a pydantic dataclass: every Settings made (from the file, the dialog, the command line)
+is checked against the field types, and a setting with fixed choices is a `Choice` (a StrEnum
+whose members carry the words a user reads), so a value outside them cannot be made. `validate`
+turns a settings file's values into a Settings field by field: a value that does not fit is
+reported and replaced by its default, a number outside its range is brought inside it.
+
+Each field carries a FieldInfo in its metadata (label, help, group, range; the choices come from
+the field's Choice type); the settings dialog is generated from it. Field order is the order on
+screen.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import sys
-from dataclasses import dataclass
+import typing
+from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
 SCHEMA_VERSION = 1
+
+
+class Choice(StrEnum):
+    """One of a setting's fixed choices: compares equal to (and is stored as) its value, and
+    carries `label`, the words a user reads for it."""
+
+    label: str
+
+    def __new__(cls, value: str, label: str) -> Choice:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.label = label
+        return member
+
+    @classmethod
+    def pairs(cls) -> tuple[tuple[str, str], ...]:
+        """(stored value, what the user reads) for each choice, in order."""
+        return tuple((member.value, member.label) for member in cls)
+
+
+class Backend(Choice):
+    """Which engine answers. The one list of backends: the registry and the command line use it."""
+
+    AUTO = "auto", "Automatic"  # local, then remote (if a server is set), then ocr
+    LOCAL = "local", "Phi-4 model on this computer"
+    REMOTE = "remote", "Server"
+    OCR = "ocr", "Text recognition only"
+
+    @classmethod
+    def engines(cls) -> tuple[Backend, ...]:
+        """The real backends, in the order "auto" tries them."""
+        return tuple(member for member in cls if member is not cls.AUTO)
+
+
+class Device(Choice):
+    AUTO = "auto", "Automatic"
+    CUDA = "cuda", "NVIDIA graphics card"
+    MPS = "mps", "Apple graphics"
+    CPU = "cpu", "Main processor"
+
+
+class Quantization(Choice):
+    NONE = "none", "None"
+    BITS_4 = "4bit", "4-bit"
+    BITS_8 = "8bit", "8-bit"  # CUDA only
+
+
+class ImageFormat(Choice):
+    JPEG = "jpeg", "JPEG"
+    PNG = "png", "PNG"
+
+
+class DetailLevel(Choice):
+    """How many image crops the model may use (app.core.types.Detail has the same values)."""
+
+    LOW = "low", "Low: fastest"
+    NORMAL = "normal", "Normal"
+    HIGH = "high", "High: small text, slower"
+
+
+class OutputMode(Choice):
+    VOICE = "voice", "Sightline's own voice"
+    SCREEN_READER = "screen_reader", "My screen reader"
+    TEXT = "text", "Text only"
+
+
+class SpeechDriverChoice(Choice):
+    AUTO = "auto", "Automatic"
+    PYTTSX3 = "pyttsx3", "System voices"
+    ESPEAK = "espeak", "eSpeak NG"
+    SCREEN_READER = "screen_reader", "Screen reader"
+    SILENT = "silent", "Silent"
 
 
 @dataclass(frozen=True)
@@ -43,6 +129,8 @@ GROUPS: tuple[tuple[str, str], ...] = (
 
 
 def _s(default: Any, label: str, help: str, group: str, **info: Any) -> Any:
+    if isinstance(default, Choice):  # the choices come from the field's type, listed once
+        info["choices"] = type(default).pairs()
     return dataclasses.field(default=default, metadata={"info": FieldInfo(label, help, group, **info)})
 
 
@@ -51,20 +139,14 @@ def _default_prefix() -> str:
     return "Option+Shift+Cmd+Space" if sys.platform == "darwin" else "Ctrl+Alt+Shift+Space"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(allow_inf_nan=False))
 class Settings:
     # Which engine answers: "auto" tries local, then remote (if a server is set), then ocr.
-    backend: str = _s(
-        "auto",
+    backend: Backend = _s(
+        Backend.AUTO,
         "Answering engine",
         "Which engine answers: the model on this computer, a server, or text recognition only.",
         "answers",
-        choices=(
-            ("auto", "Automatic"),
-            ("local", "Phi-4 model on this computer"),
-            ("remote", "Server"),
-            ("ocr", "Text recognition only"),
-        ),
     )
     # Folder holding the Phi-4-multimodal weights; empty means the user models dir.
     model_dir: str = _s(
@@ -74,27 +156,18 @@ class Settings:
         "answers",
         widget="folder",
     )
-    # "auto", "cuda", "mps" or "cpu".
-    device: str = _s(
-        "auto",
+    device: Device = _s(
+        Device.AUTO,
         "Processor for the model",
         "Where the model runs. A graphics card is much faster than the main processor.",
         "answers",
-        choices=(
-            ("auto", "Automatic"),
-            ("cuda", "NVIDIA graphics card"),
-            ("mps", "Apple graphics"),
-            ("cpu", "Main processor"),
-        ),
         advanced=True,
     )
-    # "none", "4bit" or "8bit" (CUDA only).
-    quantization: str = _s(
-        "none",
+    quantization: Quantization = _s(
+        Quantization.NONE,
         "Model compression",
         "Compression lets the model fit on a small graphics card, at some cost in quality.",
         "answers",
-        choices=(("none", "None"), ("4bit", "4-bit"), ("8bit", "8-bit")),
         advanced=True,
     )
     # Remote vLLM server, e.g. https://ai.school.example:8000/v1; empty means none.
@@ -127,12 +200,11 @@ class Settings:
         "answers",
         advanced=True,
     )
-    server_image_format: str = _s(
-        "jpeg",
+    server_image_format: ImageFormat = _s(
+        ImageFormat.JPEG,
         "Picture format sent to the server",
         "JPEG is smaller and faster; PNG keeps every pixel.",
         "answers",
-        choices=(("jpeg", "JPEG"), ("png", "PNG")),
         advanced=True,
     )
     server_jpeg_quality: int = _s(
@@ -164,13 +236,12 @@ class Settings:
         suffix=" seconds",
         advanced=True,
     )
-    # "low", "normal" or "high": how many image crops the model may use.
-    detail: str = _s(
-        "normal",
+    # How many image crops the model may use.
+    detail: DetailLevel = _s(
+        DetailLevel.NORMAL,
         "Detail level",
         "How closely the model looks at a picture. High detail reads small text better but takes longer.",
         "answers",
-        choices=(("low", "Low: fastest"), ("normal", "Normal"), ("high", "High: small text, slower")),
     )
     # The language answers are written in.
     response_language: str = _s(
@@ -211,29 +282,17 @@ class Settings:
         advanced=True,
     )
     # Speech.
-    output_mode: str = _s(
-        "voice",  # "voice", "screen_reader" or "text"
+    output_mode: OutputMode = _s(
+        OutputMode.VOICE,
         "How answers are given",
         "Sightline can speak with its own voice, send answers to your screen reader, or only show text.",
         "speech",
-        choices=(
-            ("voice", "Sightline's own voice"),
-            ("screen_reader", "My screen reader"),
-            ("text", "Text only"),
-        ),
     )
-    speech_driver: str = _s(
-        "auto",
+    speech_driver: SpeechDriverChoice = _s(
+        SpeechDriverChoice.AUTO,
         "Speech engine",
         "The speech engine for Sightline's own voice.",
         "speech",
-        choices=(
-            ("auto", "Automatic"),
-            ("pyttsx3", "System voices"),
-            ("espeak", "eSpeak NG"),
-            ("screen_reader", "Screen reader"),
-            ("silent", "Silent"),
-        ),
         advanced=True,
     )
     voice: str = _s(
@@ -366,12 +425,53 @@ def fields_in_group(group: str) -> list[dataclasses.Field]:
     ]
 
 
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Settings)
+
+
 def field_type(f: dataclasses.Field) -> type:
-    """The Python type of a field (annotations are strings under `from __future__ import annotations`)."""
-    return {
-        "str": str,
-        "bool": bool,
-        "int": int,
-        "float": float,
-        "tuple[tuple[str, str], ...]": tuple,
-    }[f.type if isinstance(f.type, str) else f.type.__name__]
+    """The Python type of a field: bool, int, float, str, tuple (pairs) or a Choice subclass."""
+    hint = _field_types()[f.name]
+    return typing.get_origin(hint) or hint
+
+
+@functools.cache
+def _adapter() -> TypeAdapter:
+    return TypeAdapter(Settings)
+
+
+def validate(values: Mapping[str, Any]) -> tuple[Settings, list[str]]:
+    """A Settings from a settings file's values (field name -> value, pairs as lists), and the
+    problems met. Field by field: a value of the wrong type or outside its choices is replaced by
+    that field's default, a number outside its range is brought inside it, so one bad value never
+    costs the user the rest of their settings. Keys that are not fields are left to the caller."""
+    known = {f.name: f for f in dataclasses.fields(Settings)}
+    values = {name: value for name, value in values.items() if name in known}
+    problems: list[str] = []
+    for name, value in list(values.items()):
+        info: FieldInfo = known[name].metadata["info"]
+        if info.minimum is None and info.maximum is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            continue  # not a number: the type check below reports it
+        if info.minimum is not None and value < info.minimum:
+            problems.append(f"{name}: {value} is below {info.minimum}")
+            values[name] = info.minimum
+        elif info.maximum is not None and value > info.maximum:
+            problems.append(f"{name}: {value} is above {info.maximum}")
+            values[name] = info.maximum
+    while True:
+        try:
+            return _adapter().validate_python(values), problems
+        except ValidationError as exc:
+            bad = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+            for error in exc.errors():
+                if error["loc"]:
+                    shown = repr(error.get("input"))
+                    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                    problems.append(f"{error['loc'][0]}: {error['msg']} (the file has {shown})")
+            if not bad & values.keys():
+                raise  # not a field's value (cannot happen with known keys): a bug, not a bad file
+            for name in bad:
+                values.pop(name, None)  # the default takes its place

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import stat
 import tempfile
@@ -29,7 +28,7 @@ from typing import Any, NamedTuple
 from app import paths
 from app.core.errors import SightlineError
 from app.settings.migrations import file_version, migrate
-from app.settings.schema import SCHEMA_VERSION, Settings, field_type
+from app.settings.schema import SCHEMA_VERSION, Settings, field_type, validate
 
 log = logging.getLogger(__name__)
 
@@ -71,47 +70,10 @@ def to_dict(settings: Settings) -> dict[str, Any]:
     return data
 
 
-def _check(f: dataclasses.Field, value: Any) -> tuple[Any, str | None]:
-    """(value to use, problem or None) for one field."""
-    info = f.metadata["info"]
-    kind = field_type(f)
-    default = f.default
-    if kind is bool:
-        if isinstance(value, bool):
-            return value, None
-        return default, f"{f.name}: expected true or false, got {type(value).__name__}"
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                return default, f"{f.name}: expected a whole number, got {type(value).__name__}"
-    elif kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            return default, f"{f.name}: expected a number, got {value!r}"
-        value = float(value)
-    elif kind is str:
-        if not isinstance(value, str):
-            return default, f"{f.name}: expected text, got {type(value).__name__}"
-        if info.choices and value not in {v for v, _ in info.choices}:
-            return default, f"{f.name}: {value!r} is not one of the choices"
-        return value, None
-    elif kind is tuple:
-        if not isinstance(value, dict):
-            return default, f"{f.name}: expected an object, got {type(value).__name__}"
-        pairs = tuple((str(k), v) for k, v in value.items() if isinstance(v, str))
-        problem = None if len(pairs) == len(value) else f"{f.name}: entries that are not text were dropped"
-        return pairs, problem
-    # Numbers: bring them inside the range.
-    if info.minimum is not None and value < info.minimum:
-        return type(value)(info.minimum), f"{f.name}: {value} is below {info.minimum}"
-    if info.maximum is not None and value > info.maximum:
-        return type(value)(info.maximum), f"{f.name}: {value} is above {info.maximum}"
-    return value, None
-
-
 def from_dict(data: dict[str, Any]) -> tuple[Settings, list[str]]:
-    """A Settings from a JSON object of the current version, and the problems met (for the log)."""
+    """A Settings from a JSON object of the current version, and the problems met (for the log).
+    The schema's model checks each value (see app.settings.schema.validate); here the file's own
+    shapes are undone: command keys are stored as an object, entries that are not text dropped."""
     problems: list[str] = []
     known = {f.name: f for f in dataclasses.fields(Settings)}
     values: dict[str, Any] = {}
@@ -122,11 +84,17 @@ def from_dict(data: dict[str, Any]) -> tuple[Settings, list[str]]:
         if f is None:
             problems.append(f"unknown key {key!r} ignored")
             continue
-        value, problem = _check(f, raw)
-        if problem:
-            problems.append(problem)
-        values[key] = value
-    return Settings(**values), problems
+        if field_type(f) is tuple and isinstance(raw, dict):
+            pairs = [(str(k), v) for k, v in raw.items() if isinstance(v, str)]
+            if len(pairs) != len(raw):
+                problems.append(f"{key}: entries that are not text were dropped")
+            raw = pairs
+        elif field_type(f) is tuple:
+            problems.append(f"{key}: expected an object, got {type(raw).__name__}")
+            continue
+        values[key] = raw
+    settings, invalid = validate(values)
+    return settings, problems + invalid
 
 
 # --- Files ----------------------------------------------------------------------------------------
