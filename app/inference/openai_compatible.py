@@ -28,6 +28,7 @@ Authorization header and is scrubbed, in every form, from every text that is log
 from __future__ import annotations
 
 import base64
+import codecs
 import contextlib
 import email.utils
 import errno
@@ -555,7 +556,7 @@ class _Stream(httpcore.NetworkStream):
         if info == "socket":
             return self._sock
         if info == "ssl_object":
-            return self._sock._sslobj if isinstance(self._sock, ssl.SSLSocket) else None  # noqa: SLF001
+            return self._sock if isinstance(self._sock, ssl.SSLSocket) else None
         return None
 
 
@@ -643,6 +644,7 @@ class _Body(httpx.SyncByteStream):
         events = any(k.lower() == b"content-type" and b"text/event-stream" in v for k, v in resp.headers)
         self.line_limit = _MAX_LINE if events else None
         self._line = 0
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()  # httpx would put U+FFFD in the answer
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self._resp.iter_stream():
@@ -654,6 +656,10 @@ class _Body(httpx.SyncByteStream):
                     self._line += len(chunk)
                 if self._line > self.line_limit:
                     raise _Malformed("a line is too long")
+                try:
+                    self._utf8.decode(chunk)
+                except UnicodeDecodeError:
+                    raise _Malformed("the stream is not UTF-8") from None
             yield chunk
 
     def close(self) -> None:

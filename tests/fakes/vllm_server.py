@@ -104,6 +104,7 @@ class Fault:
     error_after: int | None = None  # an error event (code 500) after this many content events
     malformed_after: int | None = None  # a data line that is not JSON after this many content events
     junk_line_after: int | None = None  # a line that is not an SSE field after this many content events
+    latin1_after: int | None = None  # an event in Latin-1, not UTF-8, after this many content events
     drop_after: int | None = None  # close the connection after this many content events
     stall_after: int | None = None  # go quiet after this many content events until the client leaves
     echo_authorization: bool = False  # a leaky proxy: put the Authorization header in the error text
@@ -424,6 +425,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._chunk(b'data: {"id": "chatcmpl-broken", "choices": [{"delta": \n\n')
             if fault.junk_line_after is not None and sent == fault.junk_line_after:
                 self._chunk(b"this line is not part of any event\n\n")
+            if fault.latin1_after is not None and sent == fault.latin1_after:
+                self._chunk(
+                    'data: {"choices": [{"index": 0, "delta": {"content": " déjà"}}]}\n\n'.encode("latin-1")
+                )
             if fault.drop_after is not None and sent == fault.drop_after:
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)

@@ -304,6 +304,17 @@ def test_a_malformed_event_stops_with_a_sentence_and_keeps_the_words_so_far(serv
     )
 
 
+def test_an_event_that_is_not_utf8_stops_with_a_sentence_and_keeps_the_words_so_far(server):
+    server.script(Fault(latin1_after=2))
+    chunks: list[str] = []
+    with pytest.raises(ServerError) as err:
+        for chunk in _backend(server.url).generate(JobRequest(Task.ASK_SPOKEN, question="Hi"), CancelToken()):
+            chunks.append(chunk)
+    assert len(chunks) == 2 and "\ufffd" not in "".join(chunks)
+    assert "could not read. What came before it is kept." in err.value.sentence
+    assert "UTF-8" in err.value.detail
+
+
 def test_a_line_that_is_no_event_field_is_ignored(server):
     server.script(Fault(junk_line_after=2))
     backend = _backend(server.url)
