@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.core.errors import InputError
+from app.core.resample import StreamResampler as _StreamResampler
+from app.core.resample import resample
 from app.core.types import SAMPLE_RATE, AudioInput
 
 if TYPE_CHECKING:
@@ -87,79 +89,16 @@ def has_sound(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bool:
 
 
 def _resample(mono: np.ndarray, rate: int) -> np.ndarray:
-    """Anti-aliased polyphase resampling of a 1-D float array to SAMPLE_RATE."""
-    if rate == SAMPLE_RATE:
-        return mono
-    from scipy.signal import resample_poly
-
-    g = math.gcd(int(rate), SAMPLE_RATE)
-    up, down = SAMPLE_RATE // g, int(rate) // g
-    return resample_poly(mono, up, down)
+    """Anti-aliased polyphase resampling of a 1-D float array to SAMPLE_RATE (app.core.resample)."""
+    return resample(mono, rate, SAMPLE_RATE)
 
 
-class StreamResampler:
-    """Resample a stream of 1-D float32 blocks from `rate` to SAMPLE_RATE, block by block.
-
-    The output equals scipy's resample_poly over the whole signal at once (the same anti-aliased
-    polyphase filter, zeros beyond both ends): each block is filtered with enough real input on
-    either side (overlap and discard), and blocks are cut at multiples of the decimation factor so
-    every output sample lands where it would in the one-shot result. Memory: one block plus a
-    few dozen samples of context.
-    """
+class StreamResampler(_StreamResampler):
+    """Resample a stream of 1-D float32 blocks from `rate` to SAMPLE_RATE, block by block; the
+    output equals resampling the whole signal at once (see app.core.resample)."""
 
     def __init__(self, rate: int):
-        import numpy as np
-
-        self.rate = int(rate)
-        g = math.gcd(self.rate, SAMPLE_RATE)
-        self.up, self.down = SAMPLE_RATE // g, self.rate // g
-        half_len = 10 * max(self.up, self.down)  # resample_poly's default filter half-length
-        # Context on each side, in input samples: past the filter's reach, a multiple of `down`.
-        self.pad = self.down * math.ceil((half_len // self.up + 2) / self.down)
-        self._context = np.zeros(self.pad, np.float32)  # the input just before _pending
-        self._pending = np.zeros(0, np.float32)
-        self._consumed = 0  # input samples already turned into output
-
-    def _filter(self, segment):
-        from scipy.signal import resample_poly
-
-        return resample_poly(segment, self.up, self.down)
-
-    def feed(self, block) -> np.ndarray:
-        import numpy as np
-
-        block = np.asarray(block, dtype=np.float32)
-        if self.rate == SAMPLE_RATE:
-            return block
-        pending = np.concatenate([self._pending, block])
-        n = ((len(pending) - self.pad) // self.down) * self.down
-        if n <= 0:
-            self._pending = pending
-            return np.zeros(0, np.float32)
-        y = self._filter(np.concatenate([self._context, pending[: n + self.pad]]))
-        k0 = self.pad * self.up // self.down
-        out = y[k0 : k0 + n * self.up // self.down]
-        self._context = np.concatenate([self._context, pending[:n]])[-self.pad :]
-        self._pending = pending[n:].copy()
-        self._consumed += n
-        return out.astype(np.float32, copy=False)
-
-    def finish(self) -> np.ndarray:
-        import numpy as np
-
-        if self.rate == SAMPLE_RATE:
-            return np.zeros(0, np.float32)
-        rest = len(self._pending)
-        if rest == 0:
-            return np.zeros(0, np.float32)
-        total_out = -(-(self._consumed + rest) * self.up // self.down)  # ceil, as resample_poly
-        wanted = total_out - self._consumed * self.up // self.down
-        tail = np.zeros(self.pad + (-rest) % self.down, np.float32)
-        y = self._filter(np.concatenate([self._context, self._pending, tail]))
-        k0 = self.pad * self.up // self.down
-        self._pending = np.zeros(0, np.float32)
-        self._consumed += rest
-        return y[k0 : k0 + wanted].astype(np.float32, copy=False)
+        super().__init__(rate, SAMPLE_RATE)
 
 
 def audio_from_array(

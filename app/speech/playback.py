@@ -22,21 +22,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.core.errors import DeviceError
+from app.core.resample import StreamResampler
 
 log = logging.getLogger(__name__)
 
 STREAM_RATE = 22050
 BLOCK_FRAMES = 256  # ~12 ms at 22 kHz: the longest a stop can wait for the callback
 IDLE_CLOSE_SECONDS = 8.0
-
-
-def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
-    """Linear resampling; plenty for speech and short tones."""
-    if src_rate == dst_rate or samples.size == 0:
-        return samples.astype(np.float32, copy=False)
-    n_out = max(1, round(samples.size * dst_rate / src_rate))
-    x_out = np.linspace(0.0, samples.size - 1, n_out)
-    return np.interp(x_out, np.arange(samples.size), samples).astype(np.float32)
+CANCEL_CHECK = 0.25  # the longest a cancel without a stop goes unseen by Clip.wait_for_audio
 
 
 @dataclass(eq=False)
@@ -48,22 +41,66 @@ class Clip:
     # Producer thread -> audio callback: blocks of samples travel through this queue.
     _blocks: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     _complete: threading.Event = field(default_factory=threading.Event)
+    # Producer thread -> whoever waits for the first samples (wait_for_audio): notified on the
+    # first push, on finish() and on wake().
+    _audio: threading.Condition = field(default_factory=threading.Condition)
     done: threading.Event = field(default_factory=threading.Event)
     interrupted: bool = False
     first_sample_time: float | None = None  # time.monotonic() when its first block was played
     frames_queued: int = 0
+    # Samples at `rate` -> STREAM_RATE, pushed block by block as if resampled whole.
+    _resampler: StreamResampler | None = None
 
     def push(self, samples: np.ndarray) -> None:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if samples.size:
+        if samples.size and self.rate != STREAM_RATE:
             # Resampled here, on the producer's thread, so the audio callback only copies.
-            samples = resample(samples, self.rate, STREAM_RATE)
-            self.frames_queued += samples.size
-            self._blocks.put(samples)
+            if self._resampler is None or self._resampler.src_rate != self.rate:
+                self._resampler = StreamResampler(self.rate, STREAM_RATE)
+            samples = self._resampler.feed(samples)
+        self._queue(samples)
+
+    def _queue(self, samples: np.ndarray) -> None:
+        if samples.size:
+            with self._audio:
+                self.frames_queued += samples.size
+                self._blocks.put(samples)
+                self._audio.notify_all()
 
     def finish(self) -> None:
         """No more samples will come."""
-        self._complete.set()
+        if self._resampler is not None:
+            self._queue(self._resampler.finish())  # the last few samples the filter held back
+        with self._audio:
+            self._complete.set()
+            self._audio.notify_all()
+
+    @property
+    def complete(self) -> bool:
+        """finish() was called: no more samples will come."""
+        return self._complete.is_set()
+
+    def wake(self) -> None:
+        """Makes wait_for_audio() look at its cancel event now (a stop was requested)."""
+        with self._audio:
+            self._audio.notify_all()
+
+    def wait_for_audio(self, timeout: float, cancel: threading.Event | None = None) -> bool:
+        """Blocks until the first samples are queued or no more will come (True), or until `cancel`
+        is set or `timeout` seconds pass (False). Returns at once on each of these: the producer
+        notifies on push and finish, and whoever sets `cancel` calls wake() (a driver's interrupt).
+        The cancel event is also looked at every CANCEL_CHECK seconds, for a caller that cancels
+        without interrupting."""
+        deadline = time.monotonic() + timeout
+        with self._audio:
+            while not (self.frames_queued or self._complete.is_set()):
+                if cancel is not None and cancel.is_set():
+                    return False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._audio.wait(min(remaining, CANCEL_CHECK))
+        return True
 
     @property
     def duration(self) -> float:
@@ -84,12 +121,14 @@ class _Channel:
         self.clip: Clip | None = None
         self.current: np.ndarray | None = None
         self.pos = 0
+        # STREAM_RATE -> a player opened at another rate; one per clip (see fill).
+        self.resampler: StreamResampler | None = None
 
     def drop(self, interrupted: bool) -> None:
         if self.clip is not None:
             self.clip.interrupted = interrupted
             self.clip.done.set()
-        self.clip, self.current, self.pos = None, None, 0
+        self.clip, self.current, self.pos, self.resampler = None, None, 0, None
 
     def fill(self, out: np.ndarray, stream_rate: int) -> bool:
         """Adds this channel's samples into `out`; returns True if it produced sound."""
@@ -103,9 +142,18 @@ class _Channel:
                     block = clip._blocks.get_nowait()
                 except queue.Empty:
                     if clip._complete.is_set() and clip._blocks.empty():
+                        tail = self.resampler.finish() if self.resampler is not None else None
+                        self.resampler = None
+                        if tail is not None and tail.size:
+                            self.current, self.pos = tail * clip.volume, 0
+                            continue
                         self.drop(interrupted=False)
                     break
-                self.current = resample(block, STREAM_RATE, stream_rate) * clip.volume
+                if stream_rate != STREAM_RATE:
+                    if self.resampler is None:
+                        self.resampler = StreamResampler(STREAM_RATE, stream_rate)
+                    block = self.resampler.feed(block)
+                self.current = block * clip.volume
                 self.pos = 0
             take = min(need - written, self.current.shape[0] - self.pos)
             out[written : written + take] += self.current[self.pos : self.pos + take]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from app.core.errors import InputError, SightlineError
+from app.core.resample import resample
 from app.speech.chunker import SentenceChunker
 from app.speech.drivers import (
     DRIVER_ORDER,
@@ -108,8 +109,6 @@ def _speak_to_file(
                 if rate is None:
                     rate = r
                 elif r != rate:
-                    from app.speech.playback import resample
-
                     samples = resample(samples, r, rate)
                 parts.append(samples)
                 parts.append(np.zeros(int(0.15 * rate), dtype=np.float32))  # a breath between sentences

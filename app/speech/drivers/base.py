@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -99,6 +98,7 @@ class BufferDriver(SpeechDriver):
         self._player = player
         self.synth_timeout = synth_timeout
         self._broken: str | None = None
+        self._synthesizing = None  # the clip speak() waits on for its first samples
 
     @property
     def player(self):
@@ -133,18 +133,20 @@ class BufferDriver(SpeechDriver):
         if self._broken:
             raise SpeechDriverError(detail=f"{self.name}: {self._broken}")
         clip = self.start_synthesis(text, settings.clamped(), cancel)
-        # The watchdog: the first samples must exist within synth_timeout.
-        deadline = time.monotonic() + self.synth_timeout
-        while clip.frames_queued == 0 and not clip._complete.is_set():
+        # The watchdog: the first samples must exist within synth_timeout. The clip wakes this
+        # thread when they arrive, when synthesis ends, and when interrupt() is called.
+        self._synthesizing = clip
+        try:
+            has_audio = clip.wait_for_audio(self.synth_timeout, cancel)
+        finally:
+            self._synthesizing = None
+        if not has_audio:
+            self.abandon(clip)
             if cancel.is_set():
-                self.abandon(clip)
                 return False
-            if time.monotonic() > deadline:
-                self.abandon(clip)
-                reason = f"no audio after {self.synth_timeout:.1f} s of synthesis"
-                self.mark_broken(reason)
-                raise SpeechDriverError(detail=f"{self.name}: {reason}")
-            time.sleep(0.002)
+            reason = f"no audio after {self.synth_timeout:.1f} s of synthesis"
+            self.mark_broken(reason)
+            raise SpeechDriverError(detail=f"{self.name}: {reason}")
         if getattr(clip, "error", None):
             raise SpeechDriverError(detail=f"{self.name}: {clip.error}")
         if clip.frames_queued == 0:
@@ -164,5 +166,8 @@ class BufferDriver(SpeechDriver):
         """The utterance is no longer wanted: stop producing it. Default: nothing to stop."""
 
     def interrupt(self) -> None:
+        clip = self._synthesizing
+        if clip is not None:
+            clip.wake()  # speak() is waiting for its first samples: it sees the cancel now
         if self._player is not None:
             self._player.stop_speech()
