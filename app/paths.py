@@ -25,7 +25,6 @@ def _dir(kind: str) -> Path:
 
         getter = {
             "config": platformdirs.user_config_dir,
-            "cache": platformdirs.user_cache_dir,
             "logs": platformdirs.user_log_dir,
             "data": platformdirs.user_data_dir,
         }[kind]
@@ -78,10 +77,6 @@ def expand_user_path(text: str, what: str = "folder") -> Path:
 
 def config_dir() -> Path:
     return _dir("config")
-
-
-def cache_dir() -> Path:
-    return _dir("cache")
 
 
 def log_dir() -> Path:

@@ -200,10 +200,6 @@ class Recorder:
         """True from start() until stop(), the maximum length, or the device going away."""
         return self._stream is not None and not self._finished.is_set() and not self._limit.is_set()
 
-    @property
-    def limit_reached(self) -> bool:
-        return self._limit.is_set()
-
     def wait_for_limit(self, timeout: float) -> bool:
         """Block until the maximum length stopped the recording (True) or `timeout` passed."""
         return self._limit.wait(timeout)

@@ -439,9 +439,6 @@ def _grow_to_words(pixels, inner: tuple[int, int, int, int]) -> tuple[int, int, 
         return inner
     row_gap = 3
 
-    def rows_inked(a: int, b: int):
-        return ink[:, a:b].any(axis=1)
-
     rows = ink[:, x0:x1].any(axis=1)
     if y0 > 0 and _cuts(rows, y0, row_gap):
         y = y0

@@ -43,10 +43,6 @@ def set_exit_code(code: int) -> None:
     _exit_state["code"] = int(code)
 
 
-def abandoned_count() -> int:
-    return len(_ABANDONED)
-
-
 def exit_without_teardown(code: int | None = None) -> None:
     """Flush what the user and the log must keep, then end the process at once with `code`, else
     the code set by set_exit_code, else 1 (a process that did not say how it ended, such as a test

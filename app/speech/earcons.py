@@ -172,10 +172,6 @@ class Earcons:
             self._progress.join(timeout=2)
             self._progress = None
 
-    @property
-    def in_progress(self) -> bool:
-        return self._progress is not None
-
     def close(self) -> None:
         self.stop_working()
         self.stop_progress()

@@ -216,9 +216,6 @@ class RegionSelector(QWidget):
         """The rectangle in logical pixels, relative to the screen's top-left."""
         return QRect(self._rect)
 
-    def set_region(self, rect: QRect) -> None:
-        self._set_rect(QRect(rect), announce=True)
-
     def region_physical(self) -> tuple[int, int, int, int]:
         """(x, y, w, h) in physical pixels of the virtual desktop."""
         r, dpr = self._rect, self._dpr

@@ -373,10 +373,6 @@ class ResultWindow(QWidget):
     # ----- answers ---------------------------------------------------------------------------
 
     @property
-    def current_job(self) -> int | None:
-        return self._current_job
-
-    @property
     def is_streaming(self) -> bool:
         rec = self._record(self._current_job)
         return rec is not None and not rec.finished
@@ -385,9 +381,6 @@ class ResultWindow(QWidget):
     def records(self) -> tuple[AnswerRecord, ...]:
         """The history, newest first."""
         return tuple(self._records)
-
-    def shown_record(self) -> AnswerRecord | None:
-        return self._shown
 
     def answer_text(self) -> str:
         """The text of the answer shown now."""

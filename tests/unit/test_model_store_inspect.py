@@ -282,7 +282,7 @@ def test_manifest_pins_the_native_revision():
     manifest = ms.load_manifest()
     assert manifest.repo_id == "microsoft/Phi-4-multimodal-instruct"
     assert manifest.revision == "refs/pr/70"
-    assert manifest.download_revision in ("refs/pr/70", manifest.commit)
+    assert manifest.commit == "" or len(manifest.commit) == 40
     assert manifest.licence == "MIT"
     assert 10e9 < manifest.approx_total_bytes < 12.5e9
     listed = {f["path"] for f in manifest.files}

@@ -22,11 +22,6 @@ class Manifest:
     files: tuple[dict, ...]
     licence: str
 
-    @property
-    def download_revision(self) -> str:
-        """The pinned commit when the manifest has one, else the named revision."""
-        return self.commit or self.revision
-
 
 def manifest_path() -> Path:
     return paths.repo_root() / "models" / "manifest.json"
