@@ -182,3 +182,12 @@ def test_settings_say_which_path_is_used():
     help_text = field_info("response_language").help
     assert "described in English" in help_text and "translated" in help_text and "directly" in help_text
     assert field_info("ground_answers").advanced
+
+
+def test_a_remote_request_carries_the_picture_text_in_its_text_part():
+    from app.inference.openai_compatible import build_payload
+
+    request = JobRequest(Task.DESCRIBE_BRIEF, image=_image(), screen_text=SCREEN)
+    user = build_payload(request, "vision")["messages"][-1]["content"]
+    [text_part] = [part["text"] for part in user if part["type"] == "text"]
+    assert SCREEN in text_part and text_part.index(SCREEN) < text_part.index("This is a screenshot")
