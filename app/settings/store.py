@@ -182,7 +182,9 @@ def load_settings(path: Path | None = None) -> LoadResult:
         return LoadResult(Settings(), BROKEN_NOTICE)
     settings, problems = from_dict(migrate(data, SCHEMA_VERSION))
     for problem in problems:
-        log.info("settings: %s", problem)
+        # A key a newer Sightline wrote is expected; a value that had to be replaced is worth a warning.
+        level = logging.INFO if problem.startswith("unknown key") else logging.WARNING
+        log.log(level, "settings: %s", problem)
     return LoadResult(settings, None)
 
 

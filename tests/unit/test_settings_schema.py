@@ -126,6 +126,8 @@ def test_every_kind_of_bad_value_is_reported_and_replaced_by_its_default_field_b
     assert settings.command_chords == (("stop", "Ctrl+Alt+Shift+X"),)
     assert "command_chords: entries that are not text were dropped" in caplog.text
     assert (settings.detail, settings.rate, settings.voice, settings.earcons) == ("low", 300, "Alice", False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(m.startswith("settings: backend:") and "'gpu-cluster'" in m for m in warnings)
 
 
 def test_validate_reports_the_field_and_what_the_file_had():
