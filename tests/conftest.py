@@ -4,6 +4,10 @@ The desktop stack (Xvfb + tray host, PulseAudio null sink, speech-dispatcher) is
 scripts/test.sh through scripts/services.sh, which sets SIGHTLINE_TEST_SERVICES. Tests that need it
 use the `desktop` or `pulse` fixtures: when the variable is set and the stack does not answer they
 fail; when it is unset (a bare `pytest` on a developer machine) they skip and say why.
+
+Qt's xcb platform aborts the whole interpreter when it cannot open the display, so the display is
+asked for with xdpyinfo, never with Qt (x_display_problem; tests/integration/conftest.py uses it
+before any in-process Qt application is made).
 """
 
 from __future__ import annotations
@@ -32,16 +36,26 @@ def sightline_home(tmp_path_factory, monkeypatch) -> Path:
     return home
 
 
+def x_display_problem() -> str | None:
+    """None when the X display in DISPLAY answers, else what is missing ("The X display :99"),
+    for _stack_missing. Asks xdpyinfo, not Qt: a failed xcb connection aborts the interpreter."""
+    display = os.environ.get("DISPLAY", "")
+    if not display or shutil.which("xdpyinfo") is None:
+        return "The X display"
+    try:
+        rc = subprocess.run(["xdpyinfo"], capture_output=True, timeout=10).returncode
+    except subprocess.TimeoutExpired:
+        rc = -1
+    return None if rc == 0 else f"The X display {display}"
+
+
 @pytest.fixture
 def desktop() -> str:
     """An X display (Xvfb 1920x1080). Returns DISPLAY."""
-    display = os.environ.get("DISPLAY", "")
-    if not display or shutil.which("xdpyinfo") is None:
-        _stack_missing("The X display")
-    rc = subprocess.run(["xdpyinfo"], capture_output=True, timeout=10).returncode
-    if rc != 0:
-        _stack_missing(f"The X display {display}")
-    return display
+    problem = x_display_problem()
+    if problem is not None:
+        _stack_missing(problem)
+    return os.environ["DISPLAY"]
 
 
 @pytest.fixture
