@@ -58,6 +58,9 @@ class JobResult:
             "explanation": self.explanation,
             "timings": {k: (round(v, 4) if v is not None else None) for k, v in self.timings.items()},
             "tokens": {"in": self.tokens_in, "out": self.tokens_out},
+            "path": self.path,
+            "picture_text_chars": self.screen_text_chars,
+            "hedged": list(self.hedged),
             "error": None if self.error is None else self.error.sentence,
         }
 
