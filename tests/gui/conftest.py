@@ -1,6 +1,7 @@
 """GUI tests: pytest-qt on the offscreen platform, with a guard against leaked threads.
 
-QT_QPA_PLATFORM defaults to offscreen (set it to xcb to watch the tests on a display). Every GUI
+QT_QPA_PLATFORM defaults to offscreen (set it to xcb to watch the tests on a display; without a
+display that answers, the tests then skip with the reason instead of Qt aborting). Every GUI
 test fails if it leaves a Python thread alive, a QThread started from Python still running, or
 work in Qt's global thread pool.
 """
@@ -19,6 +20,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import QThread, QThreadPool  # noqa: E402 (after the platform is chosen)
 
+from tests.conftest import _stack_missing, x_display_problem  # noqa: E402
+
 SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 
 _started_qthreads: weakref.WeakSet = weakref.WeakSet()
@@ -31,6 +34,15 @@ def _recording_start(self, *args, **kwargs):
 
 
 QThread.start = _recording_start  # every QThread started from Python is remembered (weakly)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """On xcb every test makes the Qt application on the display: ask for it first (Qt aborts)."""
+    if "xcb" in os.environ.get("QT_QPA_PLATFORM", ""):
+        problem = x_display_problem()
+        if problem is not None:
+            _stack_missing(problem)
 
 
 @pytest.fixture(autouse=True)
