@@ -30,6 +30,7 @@ import difflib
 import logging
 import re
 import unicodedata
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -43,6 +44,10 @@ GROUNDED_TASKS = frozenset({Task.DESCRIBE_BRIEF, Task.DESCRIBE_FULL, Task.ASK_IM
 #: The most text attached to one request (about 1,500 tokens): a remote server gets at most this;
 #: the local backend trims further to its turn's token budget.
 MAX_SCREEN_TEXT_CHARS = 6000
+#: The most text sent to a backend that does not count tokens itself (a server): about 600 tokens,
+#: so a 1080p picture at the server's 12 crops, the prompt and a 512-token answer stay inside a
+#: 4096-token server window.
+UNCOUNTED_SCREEN_TEXT_CHARS = 2400
 #: Below this many tokens of room, the picture's text is left out rather than cut to a stub.
 MIN_SCREEN_TEXT_TOKENS = 24
 #: Said (as the last line of the text) when the text was cut to fit.
@@ -61,12 +66,21 @@ def blocks_to_text(blocks: Iterable[Iterable[str]]) -> str:
     return "\n\n".join("\n".join(line for line in block if line.strip()) for block in blocks).strip()
 
 
+#: Text already read, by picture: a follow-up question about the same picture does not read it again.
+_read: weakref.WeakKeyDictionary[ImageInput, str] = weakref.WeakKeyDictionary()
+
+
 def read_picture_text(ocr, image: ImageInput) -> str:
-    """The picture's text in reading order, read by `ocr` (an OcrBackend)."""
+    """The picture's text in reading order, read by `ocr` (an OcrBackend); once per picture."""
     from app.inference.ocr import reading_order
 
+    known = _read.get(image)
+    if known is not None:
+        return known
     lines = ocr.recognise(image.pixels, maybe_upside_down=image.source == "camera")
-    return blocks_to_text(reading_order(lines))
+    text = blocks_to_text(reading_order(lines))
+    _read[image] = text
+    return text
 
 
 def cap_chars(text: str, limit: int = MAX_SCREEN_TEXT_CHARS) -> str:

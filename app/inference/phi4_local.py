@@ -377,6 +377,8 @@ class Phi4LocalBackend(ModelBackend):
     name = "local"
     display_name = "the local Phi-4 model"
     capabilities = Capabilities(images=True, audio=True, streaming=True, local=True)
+    #: prepare() trims a request's picture text to the turn's token budget itself
+    trims_picture_text = True
 
     def __init__(
         self,

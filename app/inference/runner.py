@@ -15,7 +15,15 @@ from dataclasses import dataclass, field, replace
 from app.core.cancel import CancelToken
 from app.core.errors import Cancelled, SightlineError, from_library_error
 from app.core.types import JobRequest
-from app.inference.grounding import GROUNDED_TASKS, QuoteGuard, cap_chars, guard_stream, read_picture_text
+from app.inference.grounding import (
+    GROUNDED_TASKS,
+    MAX_SCREEN_TEXT_CHARS,
+    UNCOUNTED_SCREEN_TEXT_CHARS,
+    QuoteGuard,
+    cap_chars,
+    guard_stream,
+    read_picture_text,
+)
 from app.inference.registry import BackendRegistry
 from app.inference.translate import DIRECT, answer_path, english_request, translation_request
 
@@ -183,7 +191,9 @@ def _ground(
     cancel.raise_if_cancelled()
     if not text:
         return request, None
-    text = cap_chars(text)
+    # The local backend trims the text to its exact token budget; others get a safe length.
+    counts = getattr(backend, "trims_picture_text", False)
+    text = cap_chars(text, MAX_SCREEN_TEXT_CHARS if counts else UNCOUNTED_SCREEN_TEXT_CHARS)
     result.screen_text_chars = len(text)
     return replace(request, screen_text=text), QuoteGuard(text)
 

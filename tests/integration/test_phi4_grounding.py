@@ -228,3 +228,25 @@ def test_text_and_speech_questions_in_german_are_answered_directly(backend, ocr,
     assert first.adapter is None and "Answer in German." in first.text and "Wie spät ist es?" in first.text
     assert second.adapter == "speech" and "Answer in German." in second.text
     assert "Translate" not in first.text + second.text
+
+
+def test_a_follow_up_about_the_same_picture_does_not_read_it_again_and_a_server_gets_a_safe_length(
+    ocr, picture, monkeypatch
+):
+    import app.inference.runner as runner
+
+    monkeypatch.setattr(runner, "UNCOUNTED_SCREEN_TEXT_CHARS", 60)  # the picture's text is longer
+    fresh = ImageInput(picture.pixels, "screen")
+    calls = []
+    real = ocr.recognise
+    monkeypatch.setattr(ocr, "recognise", lambda *a, **k: calls.append(1) or real(*a, **k))
+    scripted = ScriptedBackend(["It is a dialog."], name="local")  # counts no tokens: a server's limit
+    registry = _registry(scripted, ocr)
+    first = JobRequest(Task.DESCRIBE_BRIEF, image=fresh)
+    follow = JobRequest(Task.ASK_IMAGE, image=fresh, question="And the total?")
+    for request in (first, follow):
+        assert run_request(registry, request, CancelToken(), preference="local").screen_text_chars > 0
+    assert len(calls) == 1
+    assert scripted.requests[0].screen_text == scripted.requests[1].screen_text
+    sent = scripted.requests[0].screen_text
+    assert len(sent) <= 60 and sent.endswith(TRIMMED_MARK) and sent.startswith("Save changes")
