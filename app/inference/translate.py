@@ -48,6 +48,7 @@ VISION_LANGUAGE = "English"
 DIRECT = "direct"
 DESCRIBE_THEN_TRANSLATE = "describe_then_translate"
 
+
 def is_english(language: str) -> bool:
     name = language.strip().casefold()
     return not name or name.startswith("english") or name in ("en", "en-us", "en-gb", "en_us", "en_gb")
