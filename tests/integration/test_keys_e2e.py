@@ -1,5 +1,6 @@
 """The whole tray app, driven with xdotool, heard at the sink: every key is acknowledged at once, a
-held push-to-talk key types nothing into the application in front, and F1 says the keys.
+held push-to-talk key types nothing into the application in front, F1 says the keys, and Quit
+works with the settings open.
 
 The app runs with the silent speech driver, so everything recorded from the PulseAudio null sink's
 monitor is an earcon. Each recorded block is stamped on arrival; the earliest-arriving block fixes
@@ -73,11 +74,12 @@ def test_every_key_is_heard_at_once_and_push_to_talk_types_nothing(keys_app_env,
         t = _press(clock, PREFIX)
         sink.onset_after(t, within=0.4)
         acks["escape"] = sink.onset_after(_press(clock, "Escape"), within=0.6)
-        for key, name in (("h", "history"), ("F1", "help")):
+        for key, name in (("h", "history"), ("F1", "help"), ("o", "settings")):
             xdo("key", PREFIX)
             time.sleep(0.4)
             acks[name] = sink.onset_after(_press(clock, key), within=0.8)
             time.sleep(0.5)
+        time.sleep(1.0)  # quit with the settings still open: the key is heard, and the app ends cleanly
         xdo("key", PREFIX)
         time.sleep(0.4)
         acks["quit"] = sink.onset_after(_press(clock, "F4"), within=0.8)
