@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app import paths
 from app.core.errors import ModelFormatError, ModelIncompleteError, ModelNotFoundError
@@ -307,7 +307,8 @@ def inspect_model_folder(folder: Path) -> FolderReport:
                 problem = "holds no tensors"
             found.damaged(weights_rel, problem)
     marker = read_marker(folder)
-    files = marker.get("files") if isinstance(marker.get("files"), dict) else {}
+    recorded = marker.get("files")
+    files: dict = recorded if isinstance(recorded, dict) else {}
     for rel in JSON_SHAPES:
         if (folder / rel).is_file():
             if _shape_known_good(folder / rel, files.get(rel)):
@@ -328,7 +329,7 @@ def inspect_model_folder(folder: Path) -> FolderReport:
 
     missing = found.missing
     damaged = found.as_problems()
-    common = {
+    common: dict[str, Any] = {
         "missing_files": tuple(missing),
         "damaged_files": tuple(p.path for p in damaged),
         "partial_files": tuple(partial),

@@ -197,7 +197,12 @@ class DownloadJob:
     def record(self, rf: RemoteFile) -> None:
         """Note a file as checked against the server's hash, with the version of it on disk."""
         st = (self.dest / rf.path).stat()
-        entry = {"size": rf.size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "checked": True}
+        entry: dict[str, object] = {
+            "size": rf.size,
+            "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns,
+            "checked": True,
+        }
         if rf.sha256:
             entry["sha256"] = rf.sha256
         blob_id = self.expected_blob_id(rf)

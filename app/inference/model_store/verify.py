@@ -3,6 +3,7 @@ every weight file against the server's checksum (--deep) and remembering what it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
@@ -134,7 +135,7 @@ def _verify_checksums(
         if sha256:
             h = hashlib.sha256()
             with open(path, "rb") as f:
-                for block in iter(lambda f=f: f.read(8 << 20), b""):
+                for block in iter(functools.partial(f.read, 8 << 20), b""):
                     if cancel is not None and cancel.cancelled:
                         raise Cancelled()
                     h.update(block)
@@ -173,7 +174,8 @@ def _record_damage(folder: Path, damaged: list[FileProblem], matched: set[str]) 
     marker = read_marker(folder)
     if not marker:
         return
-    recorded = marker.get("damaged") if isinstance(marker.get("damaged"), dict) else {}
+    before = marker.get("damaged")
+    recorded: dict = before if isinstance(before, dict) else {}
     new = {rel: entry for rel, entry in recorded.items() if rel not in matched}
     for p in damaged:
         version = file_version(folder / p.path)
