@@ -220,6 +220,9 @@ class SightlineApp(QObject):
             # Loading the real model takes minutes: a soft double tick every few seconds says it goes on.
             self.say("Loading the model.", Priority.NORMAL)
             self.earcons.start_progress("loading", interval=5.0)
+            if getattr(self, "_ticks_worker", None) is not self.worker:  # a failed load ends them too
+                self._ticks_worker = self.worker
+                self.worker.loadFailed.connect(lambda _sentence: self.earcons.stop_progress())
         elif text.startswith("Ready:"):
             self.earcons.stop_progress()
             if "Phi-4" in text:
@@ -769,6 +772,7 @@ class SightlineApp(QObject):
         # torch loaded takes most of a second).
         self.worker.stop(timeout_ms=int(max(0.2, min(WORKER_JOIN_S, left - 0.4)) * 1000), unload=False)
         self.earcons.stop_working()
+        self.earcons.stop_progress()
         self.speech.close(timeout=max(0.1, min(0.5, QUIT_BUDGET_S - (time.monotonic() - started))))
         self.tray.hide()
         self.window.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -150,17 +151,19 @@ class Earcons:
             self._ticker.join(timeout=2)
             self._ticker = None
 
-    def start_progress(self, name: str = "loading", interval: float = 4.0) -> None:
+    def start_progress(self, name: str = "loading", interval: float = 4.0, limit: float = 1800.0) -> None:
         """Long background work (loading the model): `name` every `interval` seconds until
-        stop_progress(). Its own thread, so a job's working ticks do not end it."""
+        stop_progress(), and never longer than `limit` seconds. Its own thread, so a job's working
+        ticks do not end it."""
         self.stop_progress()
         if not self.enabled:
             return
         self._progress_stop = threading.Event()
         stop = self._progress_stop
+        ends = time.monotonic() + limit
 
         def tick() -> None:
-            while not stop.wait(interval):
+            while not stop.wait(interval) and time.monotonic() < ends:
                 self.play(name)
 
         self._progress = threading.Thread(target=tick, name="sightline-earcon-progress", daemon=True)

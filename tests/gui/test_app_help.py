@@ -55,3 +55,36 @@ def test_help_follows_the_users_keys(qtbot, make_app):
     qtbot.waitUntil(lambda: any(s.startswith("Press ") for s in spoken(app)), timeout=5000)
     qtbot.waitUntil(lambda: any(s == "Z: stop." for s in spoken(app)), timeout=5000)
     assert "Press Ctrl Alt Shift F12, let go, then one key." in spoken(app)
+
+
+class _Player:
+    """Records what the earcons hand to the audio player (the earcon logic itself is the real one)."""
+
+    def __init__(self):
+        self.durations: list[float] = []
+
+    def play(self, clip, channel):
+        self.durations.append(clip.duration)
+        return clip
+
+
+def test_long_loading_ticks_at_a_calm_interval_until_it_ends(qtbot, make_app):
+    from app.speech.earcons import Earcons, generate
+
+    app = make_app()
+    app.earcons = earcons = Earcons(player=_Player())
+    app._on_model_status("Loading the local Phi-4 model.")
+    assert earcons._progress is not None  # ticking
+    qtbot.waitUntil(lambda: "Loading the model." in spoken(app), timeout=5000)
+    app._on_model_status("Ready: the local Phi-4 model.")
+    assert earcons._progress is None
+    qtbot.waitUntil(lambda: "Model ready." in spoken(app), timeout=5000)
+
+    app._on_model_status("Loading the local Phi-4 model.")
+    app.worker.loadFailed.emit("The model could not be loaded.")
+    qtbot.waitUntil(lambda: earcons._progress is None, timeout=5000)
+
+    earcons.start_progress("loading", interval=0.05)
+    qtbot.waitUntil(lambda: earcons.played.count("loading") >= 3, timeout=5000)
+    earcons.stop_progress()
+    assert len(generate("loading")) > 0
