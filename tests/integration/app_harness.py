@@ -83,9 +83,11 @@ def main() -> int:
     def emit(obj: dict) -> None:
         # Called from the GUI thread and the speech thread: one whole line at a time.
         line = json.dumps(obj) + "\n"
+        # sys.__stdout__, not sys.stdout: a speech engine may swap sys.stdout out for a while (the
+        # pyttsx3 driver hides the engine's own prints that way), and a line must never be lost.
         with lock:
-            sys.stdout.write(line)
-            sys.stdout.flush()
+            sys.__stdout__.write(line)
+            sys.__stdout__.flush()
 
     def dump(app) -> None:
         spy = app.speech.driver
