@@ -172,7 +172,7 @@ def check_bundle(edition: editions.Edition, folder: Path) -> None:
             raise SystemExit(f"The bundle lacks the native libraries of {package}.")
     for needed in (
         "models/manifest.json",
-        "silero_vad/data/silero_vad.onnx",
+        "resources/vad/silero_vad.onnx",
         "resources/icons/sightline.svg",
     ):
         if not any(folder.rglob(needed)):

@@ -3,12 +3,21 @@
 #   - system packages (apt-get when run as root; otherwise the exact command to run is printed),
 #   - the project's virtual environment in .venv at the repository root,
 #   - the Python packages (the app, plus the test tools with --test).
-# Usage: scripts/bootstrap.sh [--test]
+#   - with --local, the local AI runtime for Phi-4-multimodal (torch, transformers: several GB);
+#     the tests need it, so --test includes it.
+# Usage: scripts/bootstrap.sh [--test] [--local]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+want_local=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1; want_local=1 ;;
+    --local) want_local=1 ;;
+    *) echo "usage: scripts/bootstrap.sh [--test] [--local]" >&2; exit 2 ;;
+  esac
+done
 
 # Libraries Qt needs on X11, audio (PortAudio through PulseAudio), speech engines and OCR helpers.
 APP_DEBS="libegl1 libgl1 libfontconfig1 fonts-dejavu-core libglib2.0-0 libdbus-1-3 libx11-xcb1
@@ -51,16 +60,32 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 
-# Re-install only when pyproject.toml changed since the last successful install.
+# Re-install only when pyproject.toml changed since the last successful install, or when more is
+# wanted than was installed (levels: 0 the app, 1 with the local AI runtime, 2 with the test tools).
 stamp=.venv/.sightline-installed
-spec="."
-[ $want_test = 1 ] && spec=".[test]"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) $spec"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "Installing Python packages into .venv (torch is large: the first time takes a few minutes)"
+level=0
+[ $want_local = 1 ] && level=1
+[ $want_test = 1 ] && level=2
+specs=(. ".[local]" ".[test]")
+hash=$(sha256sum pyproject.toml | cut -d' ' -f1)
+read -r had_hash had_spec 2>/dev/null <"$stamp" || true
+had_level=-1
+for i in 0 1 2; do [ "${had_spec:-}" = "${specs[$i]}" ] && had_level=$i; done
+if [ "${had_hash:-}" = "$hash" ] && [ "$had_level" -ge "$level" ]; then
+  :  # up to date
+else
+  [ "$had_level" -gt "$level" ] && level=$had_level  # never install less than was there
+  spec=${specs[$level]}
+  if [ $level -ge 1 ]; then
+    echo "Installing Python packages into .venv (the local AI runtime, torch, is large: the first time takes a few minutes)"
+  else
+    echo "Installing Python packages into .venv"
+  fi
   .venv/bin/python -m pip install -q --upgrade pip
-  # torch and torchvision first, as a pair, so pip cannot pick mismatched builds.
-  .venv/bin/python -m pip install -q "torch>=2.4" "torchvision>=0.19"
+  if [ $level -ge 1 ]; then
+    # torch and torchvision first, as a pair, so pip cannot pick mismatched builds.
+    .venv/bin/python -m pip install -q "torch>=2.4" "torchvision>=0.19"
+  fi
   .venv/bin/python -m pip install -q -e "$spec"
-  echo "$want" >"$stamp"
+  echo "$hash $spec" >"$stamp"
 fi

@@ -2,12 +2,11 @@
 
 Two detectors, chosen by `get_detector("auto")`:
 
-- "silero": the Silero VAD network. The `silero-vad` package ships it as an ONNX file, which is run
-  here with onnxruntime alone. The package itself is never imported (its __init__ imports torch);
-  only the file's location is looked up. It tells speech from music, tones, fans and keyboard
-  noise, which an energy threshold cannot.
+- "silero": the Silero VAD network, shipped with Sightline as an ONNX file (resources/vad, MIT
+  licence) and run with onnxruntime alone; the silero-vad package is not needed (it pulls in torch).
+  It tells speech from music, tones, fans and keyboard noise, which an energy threshold cannot.
 - "energy": frame energy against the recording's own noise floor. Needs nothing but numpy; used
-  when the package or onnxruntime is missing, and as a second opinion: when Silero hears no speech
+  when the model file or onnxruntime is missing, and as a second opinion: when Silero hears no speech
   in audio that is clearly not silent, `speech_span` trims by energy instead of throwing the
   recording away (refusing real speech would be worse than passing on a noise).
 
@@ -47,18 +46,11 @@ class VoiceDetector(Protocol):
 
 
 def _silero_model_path() -> Path | None:
-    """The ONNX file shipped by the silero-vad package, found without importing the package."""
-    try:
-        spec = importlib.util.find_spec("silero_vad")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        candidate = Path(folder) / "data" / "silero_vad.onnx"
-        if candidate.is_file():
-            return candidate
-    return None
+    """The Silero VAD ONNX file shipped in resources/vad, or None when it is missing."""
+    from app.paths import resources_dir
+
+    candidate = resources_dir() / "vad" / "silero_vad.onnx"
+    return candidate if candidate.is_file() else None
 
 
 class SileroDetector:
@@ -164,7 +156,7 @@ def get_detector(kind: str = "auto") -> VoiceDetector:
         if path is not None and has_ort:
             detector = SileroDetector(path)
         elif kind == "silero":
-            raise RuntimeError("the Silero voice detector needs the silero-vad package and onnxruntime")
+            raise RuntimeError("the Silero voice detector needs its model (resources/vad) and onnxruntime")
         else:
             log.info("Silero VAD not available (model %s, onnxruntime %s); using energy", path, has_ort)
             detector = EnergyDetector()

@@ -70,7 +70,7 @@ SPEECH_ADAPTER = "speech"
 ADAPTER_FOLDERS = {VISION_ADAPTER: "vision-lora", SPEECH_ADAPTER: "speech-lora"}
 
 RUNTIME_MODULES = ("torch", "torchvision", "transformers", "peft")
-INSTALL_HINT = "pip install torch torchvision transformers==5.23.0 peft==0.21.2"
+INSTALL_HINT = "scripts/bootstrap.sh --local in a Sightline folder, or pip install 'sightline[local]'"
 
 CPU_NOTICE = "The local model is running on the processor, without a graphics card, so answers will be slow."
 LOAD_OOM_SENTENCE = (

@@ -88,7 +88,7 @@ def test_light_bundle_has_no_local_ai_runtime(light_bundle):
     internal = light_bundle / "_internal"
     for data in (
         "models/manifest.json",
-        "silero_vad/data/silero_vad.onnx",
+        "resources/vad/silero_vad.onnx",
         "pocketsphinx/model/en-us",
         "PySide6/QtWidgets.abi3.so",
         "PySide6/Qt/plugins/platforms/libqxcb.so",
