@@ -26,8 +26,9 @@ libxcb-shape0 libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0 libpulse0 libportaud
 libasound2-plugins espeak-ng libespeak-ng1 speech-dispatcher speech-dispatcher-espeak-ng libspeechd2
 x11-utils xdotool python3-venv"
 # The headless desktop the tests run on: virtual screen, tray host, PulseAudio null sink,
-# recorded speech samples (alsa-utils), tesseract for the OCR benchmark.
-TEST_DEBS="xvfb trayer pulseaudio pulseaudio-utils alsa-utils tesseract-ocr desktop-file-utils appstream"
+# recorded speech samples (alsa-utils), tesseract for the OCR benchmark, dbus-launch (dbus-x11) so the
+# test that nothing the app starts outlives it has something to catch.
+TEST_DEBS="xvfb trayer pulseaudio pulseaudio-utils alsa-utils tesseract-ocr desktop-file-utils appstream dbus-x11"
 
 debs="$APP_DEBS"
 [ $want_test = 1 ] && debs="$debs $TEST_DEBS"

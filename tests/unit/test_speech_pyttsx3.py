@@ -93,3 +93,35 @@ def test_the_engine_prints_nothing_on_our_output(capfd):
         driver.close()
     out, _err = capfd.readouterr()
     assert "Audio saved" not in out
+
+
+def test_what_other_threads_print_while_it_speaks_still_reaches_the_output(capfd):
+    """The engine's own prints are dropped, but an answer printed by the CLI while the same answer
+    is being spoken must arrive whole: nothing may swap stdout away from the other threads."""
+    driver = Pyttsx3Driver()
+    ok, why = driver.engine_check()
+    if not ok:
+        pytest.skip(f"pyttsx3 cannot run here: {why}")
+    done = threading.Event()
+    printed = 0
+
+    def print_answer() -> None:
+        nonlocal printed
+        while not done.is_set():
+            print(f"answer line {printed}", flush=True)
+            printed += 1
+            time.sleep(0.002)
+
+    printer = threading.Thread(target=print_answer)
+    printer.start()
+    try:
+        for i in range(6):
+            driver.synthesize(f"Another short sentence {i}.", VoiceSettings())
+    finally:
+        done.set()
+        printer.join()
+        driver.close()
+    out, _err = capfd.readouterr()
+    assert "Audio saved" not in out
+    lines = [line for line in out.splitlines() if line.startswith("answer line")]
+    assert lines == [f"answer line {i}" for i in range(printed)]

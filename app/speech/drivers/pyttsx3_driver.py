@@ -30,6 +30,7 @@ import io
 import logging
 import os
 import queue
+import sys
 import tempfile
 import threading
 import time
@@ -103,6 +104,48 @@ class _EngineHost:
             engine.stop()
 
 
+class _EngineLineFilter(io.TextIOBase):
+    """sys.stdout without pyttsx3's "Audio saved to <file>" lines; everything else passes unchanged.
+
+    The espeak backend prints that line from its synthesis callback, on a thread of espeak's own,
+    sometimes after runAndWait has returned. Swapping sys.stdout for the length of an utterance
+    (contextlib.redirect_stdout) also swallowed what every other thread printed meanwhile - a CLI
+    answer streamed while it is spoken. This filter is installed once and drops only that line
+    (and the newline print writes after it, from the same thread)."""
+
+    PREFIX = "Audio saved to "
+
+    def __init__(self, target) -> None:
+        super().__init__()
+        self._target = target
+        self._newline_owed: set[int] = set()
+
+    @classmethod
+    def install(cls) -> None:
+        if not isinstance(sys.stdout, cls):  # again if someone replaced sys.stdout since
+            sys.stdout = cls(sys.stdout)
+
+    def write(self, text: str) -> int:
+        me = threading.get_ident()
+        if text.startswith(self.PREFIX) and "sightline-tts-" in text:
+            if not text.endswith("\n"):
+                self._newline_owed.add(me)
+            return len(text)
+        if text == "\n" and me in self._newline_owed:
+            self._newline_owed.discard(me)
+            return 1
+        return self._target.write(text)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str):
+        return getattr(self._target, name)
+
+
 _hosts: dict[str | None, _EngineHost] = {}
 _hosts_lock = threading.Lock()
 
@@ -118,14 +161,11 @@ def _render(engine, finished: threading.Event, text: str, settings: VoiceSetting
     try:
         path.unlink()  # a fresh name the engine creates; an old file never passes for a new one
         finished.clear()
-        # The espeak backend prints "Audio saved to ..." per file, from its synthesis callback,
-        # which may run after runAndWait has returned: keep stdout redirected until the utterance
-        # has finished, so the line never reaches the app's or the CLI's output.
-        with contextlib.redirect_stdout(io.StringIO()):
-            engine.save_to_file(text, str(path))
-            engine.runAndWait()
-            if not finished.wait(_FILE_WAIT):
-                raise RuntimeError("finished-utterance never came")
+        _EngineLineFilter.install()  # the engine's "Audio saved to ..." never reaches the output
+        engine.save_to_file(text, str(path))
+        engine.runAndWait()
+        if not finished.wait(_FILE_WAIT):
+            raise RuntimeError("finished-utterance never came")
         return _read_complete_wav(path)
     finally:
         with contextlib.suppress(OSError):
