@@ -59,7 +59,12 @@ def test_installed_versions_are_the_pinned_ones():
 
     from app.paths import repo_root
 
-    deps = tomllib.loads((repo_root() / "pyproject.toml").read_text())["project"]["dependencies"]
-    pins = dict(re.match(r"([A-Za-z0-9_.-]+)==(\S+)", d).groups() for d in deps if "==" in d)
+    project = tomllib.loads((repo_root() / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["local"]
+    pins = {}
+    for dep in deps:
+        pinned = re.match(r"([A-Za-z0-9_.-]+)==([^\s;]+)", dep)
+        if pinned:
+            pins[pinned.group(1)] = pinned.group(2)
     assert version("transformers") == pins["transformers"]
     assert version("peft") == pins["peft"]
