@@ -925,14 +925,16 @@ def run_app(argv: list[str] | None = None, on_ready=None) -> int:
 
     server.newConnection.connect(on_connection)
     waker = _SignalWaker(qapp)
+    if on_ready is not None:
+        # Before the quit handlers below: what on_ready hooks to aboutToQuit (the test harness's
+        # report) runs before the shutdown and its watchdog, which may end the process.
+        on_ready(app)
     watchdog = _QuitWatchdog()
-    qapp.aboutToQuit.connect(watchdog.arm)  # first: it guards the shutdown that follows
+    qapp.aboutToQuit.connect(watchdog.arm)  # first of ours: it guards the shutdown that follows
     qapp.aboutToQuit.connect(app.shutdown)
     # The desktop session ending: save nothing special, just shut down cleanly.
     qapp.commitDataRequest.connect(lambda _manager: app.shutdown())
     log.info("Sightline started (tray: %s)", app.tray.has_tray)
-    if on_ready is not None:
-        on_ready(app)
     print("Sightline is running.", file=sys.stderr, flush=True)
     code = qapp.exec()
     waker.close()
