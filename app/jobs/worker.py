@@ -25,7 +25,8 @@ import threading
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.cancel import CancelToken
-from app.core.errors import Cancelled, SightlineError
+from app.core.errors import Cancelled, EmptyAnswerError, SightlineError
+from app.core.text import safe_text
 from app.core.types import JobRequest
 from app.inference.registry import BackendRegistry
 from app.inference.runner import JobResult, run_request
@@ -104,7 +105,12 @@ class _WorkerObject(QObject):
             preference=preference or None,
             on_chunk=lambda text: self.chunk.emit(request.job_id, text),
             on_status=lambda text: self.started.emit(request.job_id, text),
+            # A model that cannot load hands over to the next backend; the user hears why, once.
+            on_fallback=self.loadFailed.emit,
         )
+        if result.error is None and not safe_text(result.text).strip():
+            # Only special tokens, or nothing: an empty success would be silence for the user.
+            result.error = EmptyAnswerError(detail=f"{result.tokens_out} tokens, no text")
         self.finished.emit(request.job_id, result)
 
     @Slot(object)

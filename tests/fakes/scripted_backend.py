@@ -46,6 +46,8 @@ class ScriptedBackend(ModelBackend):
         # When set to an Event, generate() blocks on it first, ignoring cancel: a backend stuck in
         # a long step (a prefill), so jobs queue up behind it deterministically.
         self.gate: threading.Event | None = None
+        # When set, load() raises it: a model folder that cannot be used.
+        self.load_error: SightlineError | None = None
 
     def check(self) -> BackendCheck:
         return BackendCheck(self._ok, self._reason)
@@ -56,6 +58,8 @@ class ScriptedBackend(ModelBackend):
 
     def load(self, cancel: CancelToken) -> None:
         self.load_calls += 1
+        if self.load_error is not None:
+            raise self.load_error
         self._loaded = True
 
     def unload(self) -> None:

@@ -181,3 +181,41 @@ def test_partial_answer_is_kept_and_spoken_before_the_error(qtbot, rig):
     assert speech.wait_idle(5)
     assert spy.spoken == ["The first part arrived.", "The server failed in the middle of the answer."]
     assert controller.last_answer == "The first part arrived. "
+
+
+def test_an_answer_of_only_special_tokens_is_said_not_silent(qtbot, rig):
+    # A model that emits only special tokens (or a server that sends only whitespace and escapes):
+    # the user hears a sentence and the error sound, never silence after "done".
+    backend, controller, spy, speech, earcons, chunks, finished, failed = rig
+    backend.chunks = ["  ", "\x1b[0m", "\n"]
+    job = controller.submit(_q(), "Question")
+    qtbot.waitUntil(lambda: bool(failed), timeout=5000)
+    assert failed == [(job, "The model gave no answer.")]
+    assert speech.wait_idle(5)
+    assert spy.spoken[-1] == "The model gave no answer."
+    assert earcons.played[-1] == "error"
+
+
+def test_a_model_that_cannot_load_hands_over_and_the_user_hears_why(qtbot):
+    from app.core.errors import ModelFormatError
+
+    broken = ScriptedBackend(name="local", chunks=["never"])
+    broken.load_error = ModelFormatError("The model folder cannot be used.")
+    ocr = ScriptedBackend(name="ocr", chunks=["Text on the screen."])
+    registry = BackendRegistry(Settings(), factories={"local": lambda s: broken, "ocr": lambda s: ocr})
+    worker = InferenceWorker(registry)
+    said: list[str] = []
+    worker.loadFailed.connect(said.append)
+    speech = SpeechManager(SilentDriver())
+    controller = JobController(worker, speech, EarconSpy())
+    finished = []
+    controller.answerFinished.connect(lambda job, result: finished.append(result))
+    try:
+        controller.submit(_q(), "Question")
+        qtbot.waitUntil(lambda: bool(finished), timeout=5000)
+        assert finished[0].text == "Text on the screen." and finished[0].backend == "ocr"
+        assert len(said) == 1 and said[0].startswith("The model folder cannot be used.")
+        assert "instead" in said[0]
+    finally:
+        worker.stop()
+        speech.close()
