@@ -317,7 +317,7 @@ def _request_common(settings) -> dict:
 def _run_and_print(args, settings, requests: Iterable[JobRequest]) -> int:
     """Run one or more requests (transcription pieces) and print text or JSON."""
     from app.inference.registry import BackendRegistry
-    from app.inference.runner import run_request
+    from app.inference.runner import JobResult, run_request
 
     registry = BackendRegistry(settings)
     strict = args.backend not in (None, "auto")
@@ -330,7 +330,7 @@ def _run_and_print(args, settings, requests: Iterable[JobRequest]) -> int:
             print(args.model_dir_problem.sentence, file=sys.stderr)
     # Ctrl+C and SIGTERM cancel the generation through this token (see _SignalStop).
     cancel = _STOP.cooperate()
-    results = []
+    results: list[JobResult] = []
     streaming = not args.json
     printed = SafeTextStream()  # escape sequences and bidi overrides never reach the terminal
 
@@ -497,12 +497,12 @@ def cmd_model(args) -> int:
             last_tenth[0] = tenth
             print(p.sentence(), file=sys.stderr, flush=True)
 
-    report = model_store.download_model(folder, progress=progress, cancel=cancel)
+    downloaded = model_store.download_model(folder, progress=progress, cancel=cancel)
     if args.json:
         _print_json(model_store.model_status(folder))
     else:
-        print(safe_text(report.sentence))
-    return ExitCode.OK if report.state.name == "READY" else ExitCode.DOWNLOAD_FAILED
+        print(safe_text(downloaded.sentence))
+    return ExitCode.OK if downloaded.state.name == "READY" else ExitCode.DOWNLOAD_FAILED
 
 
 def cmd_devices(args) -> int:

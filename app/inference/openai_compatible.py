@@ -1291,11 +1291,8 @@ class OpenAICompatibleBackend(ModelBackend):
             token_env=settings.server_token_env,
             image_format=settings.server_image_format,
             jpeg_quality=settings.server_jpeg_quality,
-            base_model=getattr(settings, "server_base_model", "") or None,
-            timeouts=Timeouts.from_idle(
-                getattr(settings, "server_idle_timeout", Timeouts.idle),
-                getattr(settings, "server_turn_timeout", Timeouts.turn),
-            ),
+            # No base-model setting: the server's model listing names it (see base_model()).
+            timeouts=Timeouts.from_idle(settings.server_idle_timeout, settings.server_turn_timeout),
         )
 
     @property

@@ -92,6 +92,7 @@ def run_request(
     result = JobResult(job_id=request.job_id)
     t0 = time.perf_counter()
     result.timings = {"load": 0.0, "first_chunk": None, "total": None}
+    load_s = 0.0
     parts: list[str] = []
     try:
         choice = registry.choose(request, preference, strict=strict)
@@ -111,7 +112,8 @@ def run_request(
                     on_fallback(f"{exc.sentence} Using {choice.backend.display_name} instead.")
                 continue
             finally:
-                result.timings["load"] += time.perf_counter() - t_load
+                load_s += time.perf_counter() - t_load
+                result.timings["load"] = load_s
         backend = choice.backend
         result.backend = backend.name
         result.backend_display = backend.display_name

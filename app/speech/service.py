@@ -21,6 +21,7 @@ from app.speech.drivers import (
     make_driver,
     pick_driver,
 )
+from app.speech.drivers.base import BufferDriver
 
 log = logging.getLogger("app.speech")
 
@@ -97,6 +98,8 @@ def _speak_to_file(
     errors = []
     for name in names:
         drv = make_driver(name)
+        if not isinstance(drv, BufferDriver):  # only synthesisers render to a buffer
+            continue
         try:
             ok, reason = drv.engine_check()  # writing a file needs no sound device
             if not ok:

@@ -436,6 +436,8 @@ class ResultWindow(QWidget):
                 return False  # a job dropped from the history long ago
             self.begin_answer(job_id, PROBLEM_TITLE)
             rec = self._record(job_id)
+            if rec is None:  # the history holds no entries at all
+                return False
         if job_id != self._current_job or rec.finished:
             return False
         rec.finished = True
