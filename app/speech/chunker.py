@@ -401,6 +401,7 @@ class SentenceChunker:
     def _next_word_in(buf: str, j: int, final: bool, words: set[str]) -> str:
         """Skip when the next word is one of `words`, "cut" when not, "wait" while it may still be."""
         m = re.match(r"[ \t]*(\w*)", buf[j:])
+        assert m is not None  # both parts may be empty, so the pattern always matches
         word = m.group(1).lower()
         complete = j + m.end() < len(buf)
         if complete or final:
