@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 APP_NAME = "sightline"
@@ -23,11 +24,12 @@ def _dir(kind: str) -> Path:
     else:
         import platformdirs
 
-        getter = {
+        getters: dict[str, Callable[..., str]] = {
             "config": platformdirs.user_config_dir,
             "logs": platformdirs.user_log_dir,
             "data": platformdirs.user_data_dir,
-        }[kind]
+        }
+        getter = getters[kind]
         path = Path(getter(APP_NAME, appauthor=False))
     if kind in PRIVATE_KINDS:
         path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
