@@ -73,6 +73,14 @@ def main() -> int:
             lambda state, detail: emit({"state": state, "detail": detail, "t": time.time()})
         )
         app.worker.status.connect(lambda text: emit({"model_status": text, "t": time.time()}))
+        # When the microphone opens (after the start tone): a test speaks then, as a user does.
+        begin_recording = app._begin_recording
+
+        def timed_begin_recording(recorder) -> None:
+            begin_recording(recorder)
+            emit({"recording": bool(recorder.is_recording), "t": time.time()})
+
+        app._begin_recording = timed_begin_recording
         delay = float(os.environ.get("SIGHTLINE_HARNESS_LOAD_DELAY", "0") or 0)
         if delay > 0:
             _slow_loads(app.worker.registry, delay)

@@ -198,12 +198,13 @@ def _speech_wav(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def _hold_and_speak(key: str, wav: Path) -> None:
-    """Push-to-talk as a user does it: prefix, hold the key, speak (into the null sink), release."""
+def _hold_and_speak(key: str, wav: Path, app: AppProcess) -> None:
+    """Push-to-talk as a user does it: prefix, hold the key, wait for the tone to end (the microphone
+    is open), speak (into the null sink), release."""
     xdo("key", PREFIX)
     time.sleep(0.3)
     xdo("keydown", key)
-    time.sleep(0.4)
+    assert app.wait_for("recording", timeout=20)["recording"], "the microphone did not open"
     subprocess.run(["paplay", str(wav)], check=True, timeout=30)
     time.sleep(0.4)
     xdo("keyup", key)
@@ -215,7 +216,7 @@ def test_spoken_command_without_the_model(app_env, tmp_path):
     try:
         app.wait_for("ready", timeout=120)
         time.sleep(1.5)
-        _hold_and_speak("v", wav)
+        _hold_and_speak("v", wav, app)
         done = app.wait_for("finished")
         assert done["backend"] == "ocr"
     finally:
@@ -233,7 +234,7 @@ def test_spoken_question_about_the_screen_with_the_model(app_env, tmp_path, tiny
     try:
         app.wait_for("ready", timeout=120)
         time.sleep(1.5)
-        _hold_and_speak("v", wav)
+        _hold_and_speak("v", wav, app)
         done = app.wait_for("finished", timeout=120)
         assert done["backend"] == "local"
     finally:
