@@ -90,3 +90,13 @@ def no_thread_leak():
             return
         deadline.wait(0.1)
     pytest.fail(f"threads left running: {[t.name for t in leaked]}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A test that leaves an inference thread inside a library call makes the process end through
+    app.jobs.worker's os._exit at interpreter exit; that exit must carry pytest's own verdict."""
+    import sys
+
+    worker = sys.modules.get("app.jobs.worker")
+    if worker is not None:
+        worker.set_exit_code(int(exitstatus))
