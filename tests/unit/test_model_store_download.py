@@ -14,22 +14,12 @@ from app.core.cancel import CancelToken
 from app.core.errors import Cancelled, DownloadError
 from app.inference import model_store as ms
 from app.inference.model_store import ModelState, download, transfer
-from tests.fakes.hub_server import FakeHub, LoopbackGuard, make_model_folder, wait_until
+from tests.fakes.hub_server import FakeHub, make_model_folder, wait_until
+from tests.unit.hub_fixtures import wanted_files
 
 SHARD1 = "model-00001-of-00002.safetensors"
 SHARD2 = "model-00002-of-00002.safetensors"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def guard(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(transfer, "RETRY_BASE_S", 0.01)
-    g = LoopbackGuard().install(monkeypatch)
-    yield g
-    assert g.violations == [], f"something tried to leave the machine: {g.violations}"
 
 
 @pytest.fixture
@@ -38,28 +28,8 @@ def source(tmp_path) -> Path:
     return make_model_folder(tmp_path / "src", shard_bytes=600_000)
 
 
-@pytest.fixture
-def hub(source, guard, monkeypatch):
-    with FakeHub(source, max_lifetime_s=120) as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        yield server
-
-
-@pytest.fixture
-def dest(tmp_path) -> Path:
-    return tmp_path / "models" / "Phi-4-multimodal-instruct"
-
-
-def _wanted(source: Path) -> list[str]:
-    return sorted(
-        p.relative_to(source).as_posix()
-        for p in source.rglob("*")
-        if p.is_file() and ms.is_wanted(p.relative_to(source).as_posix())
-    )
-
-
 def _assert_same_files(source: Path, dest: Path) -> None:
-    for rel in _wanted(source):
+    for rel in wanted_files(source):
         assert (dest / rel).read_bytes() == (source / rel).read_bytes(), rel
 
 
@@ -87,7 +57,7 @@ def test_download_brings_every_needed_file_byte_for_byte(hub, source, dest):
     status = ms.model_status(dest)
     assert status["commit"] == hub.sha and status["revision"] == "refs/pr/70"
     assert status["download_complete"] is True and status["state"] == "ready"
-    total = sum((source / rel).stat().st_size for rel in _wanted(source))
+    total = sum((source / rel).stat().st_size for rel in wanted_files(source))
     assert status["expected_bytes"] == total
     # progress: counts up to the whole, never backwards
     assert seen[-1].bytes_done == seen[-1].bytes_total == total
@@ -202,7 +172,7 @@ def test_not_enough_disk_space_is_said_with_the_numbers(hub, source, dest, monke
     with pytest.raises(DownloadError) as info:
         ms.download_model(dest)
     sentence = info.value.sentence
-    needed = sum((source / rel).stat().st_size for rel in _wanted(source))
+    needed = sum((source / rel).stat().st_size for rel in wanted_files(source))
     assert "not enough free disk space" in sentence
     assert f"needs {ms.human_size(needed)} more" in sentence
     assert "40 MB free" in sentence

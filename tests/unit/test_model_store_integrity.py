@@ -14,10 +14,11 @@ import pytest
 
 from app.core.errors import DownloadError
 from app.inference import model_store as ms
-from app.inference.model_store import ModelState, transfer
+from app.inference.model_store import ModelState
 from app.inference.model_store import folder as folder_module
 from app.inference.model_store import manifest as manifest_module
-from tests.fakes.hub_server import FakeHub, LoopbackGuard, make_model_folder, write_safetensors
+from tests.fakes.hub_server import FakeHub, make_model_folder, write_safetensors
+from tests.unit.hub_fixtures import wanted_files
 
 SHARD1 = "model-00001-of-00002.safetensors"
 SHARD2 = "model-00002-of-00002.safetensors"
@@ -25,43 +26,14 @@ INDEX = "model.safetensors.index.json"
 
 
 @pytest.fixture
-def guard(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(transfer, "RETRY_BASE_S", 0.01)
-    g = LoopbackGuard().install(monkeypatch)
-    yield g
-    assert g.violations == [], f"something tried to leave the machine: {g.violations}"
-
-
-@pytest.fixture
 def source(tmp_path) -> Path:
     return make_model_folder(tmp_path / "src", shard_bytes=200_000)
 
 
-@pytest.fixture
-def hub(source, guard, monkeypatch):
-    with FakeHub(source, max_lifetime_s=120) as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        yield server
-
-
-@pytest.fixture
-def dest(tmp_path) -> Path:
-    return tmp_path / "models" / "Phi-4-multimodal-instruct"
-
-
-def _wanted(source: Path) -> list[str]:
-    return sorted(
-        p.relative_to(source).as_posix()
-        for p in source.rglob("*")
-        if p.is_file() and ms.is_wanted(p.relative_to(source).as_posix())
-    )
-
-
 def _same_files(source: Path, dest: Path, names: list[str] | None = None) -> bool:
-    return all((dest / rel).read_bytes() == (source / rel).read_bytes() for rel in names or _wanted(source))
+    return all(
+        (dest / rel).read_bytes() == (source / rel).read_bytes() for rel in names or wanted_files(source)
+    )
 
 
 def _gets(hub: FakeHub, sha: str | None = None) -> list[str]:
@@ -256,7 +228,7 @@ def test_shards_the_index_does_not_name_are_never_fetched(guard, tmp_path, dest,
     assert not list(dest.glob("*-of-00003.safetensors")) and not (dest / "model.safetensors").exists()
     total = sum(
         (src / rel).stat().st_size
-        for rel in _wanted(src)
+        for rel in wanted_files(src)
         if "-of-00003" not in rel and rel != "model.safetensors"
     )
     assert seen[-1].bytes_total == seen[-1].bytes_done == total
