@@ -22,8 +22,6 @@ class Command:
     group: str  # menu section; separators go between groups
     default_chord: str = ""  # optional direct chord, e.g. "Ctrl+Alt+Shift+F2"; empty means none
     push_to_talk: bool = False  # held down: recording runs until the key is released
-    needs_image: bool = False  # it sends a picture (screen or camera) to the model
-    needs_model: bool = False  # open questions: the text-recognition default cannot answer them
 
 
 # Groups in menu order.
@@ -42,7 +40,6 @@ COMMANDS: tuple[Command, ...] = (
         "Takes a picture of the whole screen and describes it.",
         "S",
         "screen",
-        needs_image=True,
     ),
     Command(
         "describe_window",
@@ -50,7 +47,6 @@ COMMANDS: tuple[Command, ...] = (
         "Takes a picture of the window you are using and describes it.",
         "W",
         "screen",
-        needs_image=True,
     ),
     Command(
         "describe_region",
@@ -58,7 +54,6 @@ COMMANDS: tuple[Command, ...] = (
         "Lets you choose a part of the screen with the keyboard or mouse, then describes it.",
         "R",
         "screen",
-        needs_image=True,
     ),
     Command(
         "describe_pointer",
@@ -66,7 +61,6 @@ COMMANDS: tuple[Command, ...] = (
         "Describes the area of the screen around the mouse pointer.",
         "M",
         "screen",
-        needs_image=True,
     ),
     Command(
         "read_text",
@@ -74,7 +68,6 @@ COMMANDS: tuple[Command, ...] = (
         "Reads all the text on the screen, in reading order.",
         "T",
         "screen",
-        needs_image=True,
     ),
     Command(
         "explore",
@@ -100,8 +93,6 @@ COMMANDS: tuple[Command, ...] = (
         "V",
         "voice",
         push_to_talk=True,
-        needs_image=True,
-        needs_model=True,
     ),
     Command(
         "ask_voice",
@@ -110,7 +101,6 @@ COMMANDS: tuple[Command, ...] = (
         "Q",
         "voice",
         push_to_talk=True,
-        needs_model=True,
     ),
     Command(
         "describe_camera",
@@ -118,7 +108,6 @@ COMMANDS: tuple[Command, ...] = (
         "Takes a picture with the camera and describes it.",
         "K",
         "camera",
-        needs_image=True,
     ),
     Command(
         "read_document",
@@ -126,7 +115,6 @@ COMMANDS: tuple[Command, ...] = (
         "Takes a picture of a document held to the camera and reads its text.",
         "D",
         "camera",
-        needs_image=True,
     ),
     Command(
         "follow_up",
@@ -136,7 +124,6 @@ COMMANDS: tuple[Command, ...] = (
         "F",
         "answer",
         push_to_talk=True,
-        needs_model=True,
     ),
     Command("repeat_last", "Repeat the last answer", "Says the whole last answer again.", "A", "answer"),
     Command(

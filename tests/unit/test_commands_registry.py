@@ -62,7 +62,6 @@ def test_push_to_talk_commands_are_the_voice_questions():
         "ask_voice",
         "follow_up",
     }
-    assert registry.get("ask_screen_voice").needs_image
 
 
 def test_lookup_by_id():
