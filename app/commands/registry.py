@@ -78,6 +78,14 @@ COMMANDS: tuple[Command, ...] = (
         "screen",
     ),
     Command(
+        "explore_region",
+        "Explore a region",
+        "Lets you choose a part of the screen with the keyboard or mouse, then explores its text to move "
+        "through and click.",
+        "G",
+        "screen",
+    ),
+    Command(
         "watch",
         "Watch a region or window",
         "Watches the active window, or a region you choose, and says new text as it appears; "

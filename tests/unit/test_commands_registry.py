@@ -14,6 +14,7 @@ ISSUE_COMMANDS = [
     "describe_pointer",
     "read_text",
     "explore",
+    "explore_region",
     "watch",
     "ask_screen_voice",
     "ask_voice",
