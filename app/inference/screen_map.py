@@ -267,3 +267,56 @@ def _similarity(query: str, text: str) -> float:
         # The typed text starts the item or one of its words: "canc" finds "Cancel".
         ratio = max(ratio, 0.8 + 0.15 * len(query) / len(text))
     return ratio
+
+
+# -- spoken actions ----------------------------------------------------------------------------
+
+CLICK, RIGHT_CLICK, FIND = "click", "right_click", "find"
+
+# What a user says to act on an item in explore mode, after it has been transcribed (by the model
+# or the offline grammar of app.commands.voice): "click Save", "right-click the Save button",
+# "find Cancel", "go to Print", "where is Open?". The verb comes first; "please", "the" and the
+# punctuation of a transcription do not matter.
+_VERBS: tuple[tuple[str, str], ...] = (
+    (RIGHT_CLICK, r"right ?click(?: on)?"),
+    (CLICK, r"(?:left )?click(?: on)?|press|tap(?: on)?"),
+    (FIND, r"find|go to|move to|where is|show me|look for"),
+)
+_FILLER = r"(?:(?:please|ok|okay|now|can you|could you|would you|and)\s+)*"
+_ACTION = re.compile(
+    rf"{_FILLER}(?P<verb>{'|'.join(f'(?:{v})' for _a, v in _VERBS)})\s+(?:(?:the|a|an)\s+)?(?P<target>.+?)"
+    r"(?:\s+please)?",
+    re.IGNORECASE,
+)
+# Words naming the kind of control after its label: "the Save button" is labelled "Save".
+CONTROL_WORDS = ("button", "link", "field", "tab", "menu", "box", "icon", "checkbox")
+
+
+def parse_spoken_action(text: str) -> tuple[str, str] | None:
+    """(action, target) for a spoken request to act on an item, or None when it is not one.
+
+    action is CLICK, RIGHT_CLICK or FIND; target is the words of the item as said, without the
+    article in front ("click the Save button" -> (CLICK, "Save button"); see target_variants)."""
+    if not text:
+        return None
+    words = re.sub(r"[^\w%']+", " ", text.replace("\u2019", "'"))
+    words = re.sub(r"(?<!\w)'|'(?!\w)", " ", words)  # quotes, not the apostrophe of "Don't"
+    words = " ".join(re.sub(r"\b(where)'s\b", r"\1 is", words, flags=re.IGNORECASE).split())
+    match = _ACTION.fullmatch(words)
+    if match is None:
+        return None
+    verb = match.group("verb").casefold()
+    action = next(a for a, pattern in _VERBS if re.fullmatch(pattern, verb))
+    target = match.group("target").strip()
+    return (action, target) if target else None
+
+
+def target_variants(target: str) -> list[str]:
+    """What to look for, in order: the words as said, then without the control words at the end
+    ("Save button" -> ["Save button", "Save"])."""
+    variants = [target]
+    words = target.split()
+    while len(words) > 1 and words[-1].casefold() in CONTROL_WORDS:
+        words = words[:-1]
+        variants.append(" ".join(words))
+    return variants

@@ -1,8 +1,10 @@
-"""Explore mode: the text on a window or the screen as a list to move through and click.
+"""Explore mode: the text on a window, a region or the screen as a list to move through and click.
 
 The explore key captures the active window (the whole screen when no window is active, or when
-the key is pressed again while exploring), recognises its text with the on-device engine (no model
-needed) on a thread of its own, and opens a small window of Sightline's that takes the keyboard,
+the key is pressed again while exploring); the explore-region key first opens the region selector
+(app/ui/region_selector.py) on the active window, so Enter explores the window and the arrows make
+it a part of it. The text is recognised with the on-device engine (no model needed) on a thread of
+its own, then a small window of Sightline's opens that takes the keyboard,
 so the arrows reach Sightline without any global keyboard grab. The window shows the current item
 in large text; everything is also spoken:
 
@@ -14,7 +16,14 @@ in large text; everything is also spoken:
   right-clicks; explore mode then ends, since the screen has changed;
 - Ctrl+D describes the item and what is around it from the picture already taken (with the model
   an icon or a control gets a name; without it, the text there is read);
+- Ctrl+R closes the window and opens the region selector on the explored area, to explore a part
+  of it;
 - Escape leaves.
+
+Spoken find: while exploring, "click Save", "right-click the Save button", "find Cancel" or "where
+is Print" (transcribed by the model, or by the offline grammar of app.commands.voice built from the
+words on the screen) goes to the best match, says it with where it is, and only then clicks it
+(ExploreController.act_on_phrase; the phrase is parsed by app.inference.screen_map).
 
 The window is never in its own picture: the capture is made before it opens, and captures leave
 Sightline's windows out anyway (app/ui/own_windows.py). It hides itself before clicking, so the
@@ -32,7 +41,14 @@ from PySide6.QtGui import QFont, QGuiApplication
 from PySide6.QtWidgets import QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from app.core.errors import CaptureError, SightlineError
-from app.inference.screen_map import Item, ScreenMap
+from app.inference.screen_map import (
+    FIND,
+    RIGHT_CLICK,
+    Item,
+    ScreenMap,
+    parse_spoken_action,
+    target_variants,
+)
 from app.ui.theme import DEFAULT_FONT_PT, clamp_font_pt
 
 log = logging.getLogger(__name__)
@@ -41,9 +57,16 @@ WINDOW_TITLE = "Sightline explore"
 KEYS_HELP = (
     "Up and Down arrows move by line, Left and Right by word, Page Up and Page Down by block, "
     "Home and End to the first and last line. Type to find text. Enter clicks, Shift and Enter "
-    "right-clicks, Control and D describes the item and what is around it, Escape leaves."
+    "right-clicks, Control and D describes the item and what is around it, Control and R chooses a "
+    "region to explore, Escape leaves. Hold the voice key and say click, right click or find, then "
+    "the words of an item."
 )
 CLICK_DELAY_MS = 200  # time for the explore window to disappear before the click
+OVERLAY_DELAY_MS = 150  # time for a closed window or overlay to leave the screen before a capture
+OPEN_EXPLORE_FIRST = (
+    "Explore is not open. Open it with the explore key first, then say click, right click or find, "
+    "then the words of an item."
+)
 
 
 def pointer_click(x: int, y: int, button: str = "left") -> None:
@@ -63,6 +86,7 @@ class ExploreWindow(QWidget):
     closed = Signal()
     clickRequested = Signal(int, int, str, str)  # x, y, button, text
     describeRequested = Signal(object)  # the current Item
+    regionRequested = Signal()  # Ctrl+R: choose a region of the explored area
 
     def __init__(
         self,
@@ -189,6 +213,11 @@ class ExploreWindow(QWidget):
         elif key == K.Key_D and ctrl:
             if m.current is not None:
                 self.describeRequested.emit(m.current)
+        elif key == K.Key_R and ctrl:
+            self._done = True
+            self.hide()
+            self.regionRequested.emit()
+            self.close()
         elif key == K.Key_F and ctrl:
             self._open_find("")
         elif event.text() and event.text().isprintable() and not ctrl:
@@ -254,15 +283,51 @@ class ExploreWindow(QWidget):
 
     # -- acting ----------------------------------------------------------------------------------
 
-    def click(self, button: str = "left") -> None:
-        """Hide, then click the centre of the current item (right-click for "right")."""
+    def act_on_phrase(self, text: str) -> Item | None:
+        """Act on a spoken request ("click Save", "right-click the Save button", "find Cancel"):
+        go to the best match, say it with where it is, then click it (not for find). Returns the
+        item gone to, or None when the phrase is not a request or nothing matches."""
+        parsed = parse_spoken_action(text)
+        if parsed is None:
+            heard = " ".join(text.split()).rstrip(".")
+            self._announce(
+                (f"I heard: {heard}. " if heard else "I heard nothing. ")
+                + "Say click, right click or find, then the words of an item."
+            )
+            return None
+        action, target = parsed
+        if self.find_edit.isVisible():
+            self._close_find()
+        item = None
+        for query in target_variants(target):
+            item = self.map.find(query)
+            if item is not None:
+                break
+        if item is None:
+            self._announce(f"Nothing like {target} here.")
+            return None
+        if action == FIND:
+            count = self.map.match_count
+            more = f" {count - 1} more with F3." if count > 1 else ""
+            self._show(item, tail=f"Enter clicks it.{more}")
+            self._place()
+            return item
+        # Said before acting, in one utterance: where it is, then what is done.
+        self.item_label.setText(item.text)
+        self.where_label.setText(self.map.where(item))
+        self.click("right" if action == RIGHT_CLICK else "left", lead=f"{self.map.spoken(item)}. ")
+        return item
+
+    def click(self, button: str = "left", lead: str = "") -> None:
+        """Hide, then click the centre of the current item (right-click for "right"). `lead` is
+        said first, in the same utterance."""
         item = self.map.current
         if item is None:
-            self._announce("There is nothing to click.")
+            self._announce(lead + "There is nothing to click.")
             return
         x, y = item.center
         text = " ".join(item.text.split())
-        self._announce(f"{'Right-clicking' if button == 'right' else 'Clicking'} {text}.")
+        self._announce(f"{lead}{'Right-clicking' if button == 'right' else 'Clicking'} {text}.")
         self._done = True
         self.hide()
         # Let the window disappear from the screen before the click, so the click reaches the
@@ -316,6 +381,7 @@ class ExploreController(QObject):
         self._image = None
         self.font_pt = font_pt
         self.window: ExploreWindow | None = None
+        self.selector = None  # the RegionSelector while a region is being chosen
         self._request = 0
         self._relay = _Relay(self)
         self._relay.done.connect(self._on_done)
@@ -344,6 +410,92 @@ class ExploreController(QObject):
 
         # Let the closed explore window leave the screen before the picture is taken.
         QTimer.singleShot(150, whole_screen)
+
+    @property
+    def active(self) -> bool:
+        """True while an explore window is open and listening (not once it is clicking)."""
+        return self.window is not None and not self.window._done
+
+    def labels(self) -> list[str]:
+        """The text of every line being explored, once each, in reading order (empty when explore
+        is not open): what a spoken "click ..." can name, for the offline grammar."""
+        if not self.active or self.window is None:
+            return []
+        texts = (" ".join(item.text.split()) for item in self.window.map.lines())
+        return list(dict.fromkeys(text for text in texts if text))
+
+    def act_on_phrase(self, text: str) -> None:
+        """A spoken request while exploring: "click Save", "right-click Save", "find Save"
+        (see ExploreWindow.act_on_phrase). Says how to open explore when it is not open."""
+        if not self.active or self.window is None:
+            self._report_error(OPEN_EXPLORE_FIRST)
+            return
+        self.window.act_on_phrase(text or "")
+
+    def start_region(self) -> None:
+        """Choose a region with the region selector, then explore it. The selector starts on the
+        explored area when explore is open (Ctrl+R in the explore window), else on the active window,
+        so Enter alone explores that and the arrows make it a part of it."""
+        if self.selector is not None:  # already choosing: the selector keeps the keyboard
+            self.selector.raise_()
+            self.selector.activateWindow()
+            return
+        area = self.window.map.area if self.window is not None else None
+        self.close()
+        if area is None:
+            self._choose_region(None)
+        else:
+            # Let the closed explore window leave the screen before the selector's picture of it.
+            QTimer.singleShot(OVERLAY_DELAY_MS, lambda: self._choose_region(area))
+
+    def _choose_region(self, area) -> None:
+        from app.capture import screen as capture
+        from app.ui.region_selector import RegionSelector
+
+        if area is None:
+            try:
+                area = capture.capture_active_window().bounds
+            except SightlineError:
+                area = None  # no active window: the selector starts in the middle of the screen
+        qscreen = None
+        if area is not None:
+            qscreen = QGuiApplication.screenAt(QRect(area.x, area.y, area.width, area.height).center())
+        qscreen = qscreen or QGuiApplication.primaryScreen()
+        geo, ratio = qscreen.geometry(), qscreen.devicePixelRatio()
+        initial = None
+        if area is not None:
+            # Screen origins are native pixels in Qt; the selector works in logical pixels.
+            left, top = round((area.x - geo.x()) / ratio), round((area.y - geo.y()) / ratio)
+            initial = QRect(left, top, round(area.width / ratio), round(area.height / ratio))
+        selector = RegionSelector(geo, announce=self._announce, initial=initial, font_pt=self.font_pt)
+        selector.regionSelected.connect(self._region_chosen)
+        selector.cancelled.connect(self._region_cancelled)
+        self.selector = selector
+        selector.start()
+
+    def _region_chosen(self, x: int, y: int, w: int, h: int) -> None:
+        self.selector = None
+        self._request += 1  # a recognition that was running is no longer wanted
+        request = self._request
+
+        def explore() -> None:
+            from app.capture import screen as capture
+
+            if request != self._request:
+                return
+            try:
+                image = capture.capture_region(x, y, w, h)
+            except SightlineError as exc:
+                self._report_error(exc.sentence)
+                return
+            self.explore_image(image, "region")
+
+        # Let the selector's overlay leave the screen before the picture is taken.
+        QTimer.singleShot(OVERLAY_DELAY_MS, explore)
+
+    def _region_cancelled(self) -> None:
+        self.selector = None
+        self._announce("Cancelled.")
 
     def explore_image(self, image, what: str = "screen") -> None:
         """Recognise `image` (an ImageInput with its screen bounds) on a thread, then explore it."""
@@ -381,6 +533,7 @@ class ExploreController(QObject):
         window = ExploreWindow(screen_map, self._announce, font_pt=self.font_pt)
         window.clickRequested.connect(self._do_click)
         window.describeRequested.connect(self._do_describe)
+        window.regionRequested.connect(self.start_region)
         window.closed.connect(lambda: self._forget(window))
         self.window = window
         window.open()

@@ -117,3 +117,194 @@ def test_ctrl_d_asks_to_describe_the_item_and_the_crop_holds_it_with_its_surroun
     assert b.x + b.width >= shifted.x1 and b.y + b.height >= shifted.y1
     assert crop.width >= 240 / 2 and crop.height >= 120 / 2 and crop.width < 960
     assert b.y + b.height <= 1080  # kept on the picture: Cancel is at the bottom edge
+
+
+# -- spoken find ("click Save") and exploring a region, through the controller -----------------
+
+
+class _Ocr:
+    """Stands in for the on-device engine: the same lines (in image pixels) for any picture."""
+
+    def __init__(self, lines=None):
+        self.lines = lines
+
+    def recognise(self, pixels, words=True):
+        return list(self.lines or _map_lines())
+
+
+def _map_lines():
+    return [
+        TextLine(20, 20, 300, 50, "File Edit View"),
+        TextLine(20, 200, 500, 230, "Your changes are not saved"),
+        TextLine(1500, 1000, 1600, 1030, "Save"),
+        TextLine(1700, 1000, 1820, 1030, "Cancel"),
+    ]
+
+
+SCREEN = Bounds(0, 0, 1920, 1080)
+
+
+def _screen_image(bounds=SCREEN):
+    import numpy as np
+
+    from app.core.types import ImageInput
+
+    return ImageInput(np.zeros((bounds.height, bounds.width, 3), np.uint8), "window", bounds)
+
+
+@pytest.fixture
+def explore(qtbot):
+    """An ExploreController with a fake click; `events` holds what was said and clicked, in order."""
+    from app.ui.explore import ExploreController
+
+    events: list[tuple] = []
+    ocr = _Ocr()
+    controller = ExploreController(
+        lambda text: events.append(("say", text)),
+        lambda text: events.append(("error", text)),
+        ocr=ocr,
+        click=lambda x, y, button: events.append(("click", x, y, button)),
+    )
+    controller.events, controller.ocr = events, ocr
+
+    def open_on(image=None):
+        controller.explore_image(image or _screen_image(), "window")
+        qtbot.waitUntil(lambda: controller.active, timeout=5000)
+        controller.window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
+        qtbot.addWidget(controller.window)
+        events.clear()
+        return controller.window
+
+    controller.open_on = open_on
+    yield controller
+    controller.close()
+
+
+def clicks(events):
+    return [e for e in events if e[0] == "click"]
+
+
+def test_click_save_moves_there_says_it_then_clicks_its_centre(explore, qtbot):
+    window = explore.open_on()
+    explore.act_on_phrase("Click the Save button.")
+    # Said at once, before anything is clicked; the window is gone before the click.
+    assert explore.events == [("say", "Save, bottom right. Clicking Save.")]
+    assert not window.isVisible() and not explore.active
+    qtbot.waitUntil(lambda: bool(clicks(explore.events)), timeout=2000)
+    assert explore.events == [("say", "Save, bottom right. Clicking Save."), ("click", 1550, 1015, "left")]
+    assert explore.window is None  # explore mode ends: the screen has changed
+
+
+def test_right_click_right_clicks(explore, qtbot):
+    explore.open_on()
+    explore.act_on_phrase("right-click cancel please")
+    qtbot.waitUntil(lambda: bool(clicks(explore.events)), timeout=2000)
+    assert explore.events == [
+        ("say", "Cancel, bottom right. Right-clicking Cancel."),
+        ("click", 1760, 1015, "right"),
+    ]
+
+
+def test_find_goes_there_and_says_it_without_clicking_then_enter_clicks(explore, qtbot):
+    window = explore.open_on()
+    explore.act_on_phrase("Where is the cancel button?")
+    assert explore.events == [("say", "Cancel, bottom right. Enter clicks it.")]
+    assert window.item_label.text() == "Cancel"
+    qtbot.wait(3 * 200)  # longer than the click delay: still nothing clicked
+    assert clicks(explore.events) == [] and explore.active and window.isVisible()
+    QTest.keyClick(window, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: bool(clicks(explore.events)), timeout=2000)
+    assert clicks(explore.events) == [("click", 1760, 1015, "left")]
+
+
+def test_nothing_like_it_says_so_and_clicks_nothing(explore, qtbot):
+    window = explore.open_on()
+    QTest.keyClick(window, Qt.Key.Key_End)
+    explore.events.clear()
+    explore.act_on_phrase("Click Zebra.")
+    assert explore.events == [("say", "Nothing like Zebra here.")]
+    explore.act_on_phrase("good morning")
+    assert explore.events[-1][1].startswith("I heard: good morning. Say click, right click or find")
+    qtbot.wait(3 * 200)
+    assert clicks(explore.events) == [] and explore.active
+    assert window.item_label.text() == "Cancel"  # the cursor stayed where it was
+
+
+def test_a_phrase_while_explore_is_not_open_says_to_open_it(explore, qtbot):
+    from app.ui.explore import OPEN_EXPLORE_FIRST
+
+    assert not explore.active and explore.labels() == []
+    explore.act_on_phrase("click Save")
+    assert explore.events == [("error", OPEN_EXPLORE_FIRST)]
+    assert "Open it with the explore key first" in OPEN_EXPLORE_FIRST
+
+
+def test_labels_are_the_lines_being_explored(explore):
+    explore.open_on()
+    assert explore.labels() == ["File Edit View", "Your changes are not saved", "Save", "Cancel"]
+
+
+@pytest.fixture
+def fake_capture(monkeypatch):
+    """The active window at (100, 80), 400 x 300; capture_region remembers what it was asked for."""
+    from app.capture import screen
+
+    asked: list[tuple[int, int, int, int]] = []
+    monkeypatch.setattr(screen, "capture_active_window", lambda: _screen_image(Bounds(100, 80, 400, 300)))
+
+    def region(x, y, w, h):
+        asked.append((x, y, w, h))
+        return _screen_image(Bounds(x, y, w, h))
+
+    monkeypatch.setattr(screen, "capture_region", region)
+    return asked
+
+
+def _selector(explore, qtbot):
+    qtbot.waitUntil(lambda: explore.selector is not None and explore.selector.isVisible(), timeout=3000)
+    selector = explore.selector
+    qtbot.addWidget(selector)
+    return selector
+
+
+def test_explore_a_region_starts_on_the_active_window_and_explores_what_was_chosen(
+    explore, qtbot, fake_capture
+):
+    from app.ui.region_selector import HELP_TEXT
+
+    explore.ocr.lines = [TextLine(10, 10, 120, 40, "Save"), TextLine(300, 10, 390, 40, "Cancel")]
+    explore.start_region()
+    selector = _selector(explore, qtbot)
+    assert selector.region_physical() == (100, 80, 400, 300)  # on the active window
+    assert explore.events[-1][1].startswith(HELP_TEXT)
+    for _ in range(15):  # narrower by 150 pixels: Shift and Left shrinks
+        QTest.keyClick(selector, Qt.Key.Key_Left, SHIFT)
+    QTest.keyClick(selector, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: explore.active, timeout=5000)
+    assert fake_capture == [(100, 80, 250, 300)]
+    assert ("say", "Reading the region.") in explore.events
+    assert explore.window.map.area == Bounds(100, 80, 250, 300)
+    assert explore.window.map.current.text == "Save"
+    assert explore.selector is None
+
+
+def test_ctrl_r_in_explore_chooses_a_part_of_the_explored_area_and_escape_cancels(
+    explore, qtbot, fake_capture
+):
+    window = explore.open_on(_screen_image(Bounds(50, 40, 600, 400)))
+    QTest.keyClick(window, Qt.Key.Key_R, CTRL)
+    assert not explore.active  # the explore window closes first
+    selector = _selector(explore, qtbot)
+    assert selector.region_physical() == (50, 40, 600, 400)  # the explored area
+    QTest.keyClick(selector, Qt.Key.Key_Escape)
+    assert explore.events[-1] == ("say", "Cancelled.")
+    qtbot.wait(300)
+    assert fake_capture == [] and not explore.active and explore.selector is None
+    # Chosen again, accepted as it is: that area is explored afresh.
+    explore.start_region()
+    selector = _selector(explore, qtbot)
+    assert selector.region_physical() == (100, 80, 400, 300)  # no explore open: the active window
+    QTest.keyClick(selector, Qt.Key.Key_Right)  # moved 10 pixels right
+    QTest.keyClick(selector, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: explore.active, timeout=5000)
+    assert fake_capture == [(110, 80, 400, 300)]

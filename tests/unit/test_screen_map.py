@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.core.types import Bounds
 from app.inference.ocr import TextLine, Word
-from app.inference.screen_map import BLOCK, LINE, WORD, ScreenMap
+from app.inference.screen_map import (
+    BLOCK,
+    CLICK,
+    FIND,
+    LINE,
+    RIGHT_CLICK,
+    WORD,
+    ScreenMap,
+    parse_spoken_action,
+    target_variants,
+)
 
 
 def _line(x, y, text, w=None, h=30, words=()):
@@ -91,3 +103,48 @@ def test_an_empty_map():
     m = ScreenMap.from_ocr([], Bounds(0, 0, 100, 100), (100, 100))
     assert m.empty and m.current is None
     assert m.move_line(1) is None and m.move_word(1) is None and m.find("x") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("click Save", (CLICK, "Save")),
+        ("Click the Save button.", ("click", "Save button")),
+        ("Please click on save, please.", ("click", "save")),
+        ("right-click Cancel", ("right_click", "Cancel")),
+        ("Right click the cancel button", ("right_click", "cancel button")),
+        ("find Print", ("find", "Print")),
+        ("Go to the Print tab.", ("find", "Print tab")),
+        ("Where's Open?", ("find", "Open")),
+        ("where is the Open menu", ("find", "Open menu")),
+        ('Click "Don\u2019t save"', ("click", "Don't save")),
+        ("click", None),
+        ("save the file", None),
+        ("what is on the screen", None),
+        ("", None),
+    ],
+)
+def test_spoken_phrases_are_parsed_into_an_action_and_a_target(text, expected):
+    assert parse_spoken_action(text) == expected
+
+
+def test_the_kind_of_control_said_after_its_label_is_tried_without_it():
+    assert target_variants("Save") == ["Save"]
+    assert target_variants("Save button") == ["Save button", "Save"]
+    assert target_variants("Print Tab") == ["Print Tab", "Print"]
+    assert target_variants("button") == ["button"]  # a label that is only the word itself
+    assert target_variants("the Save as button") == ["the Save as button", "the Save as"]
+
+
+def test_a_spoken_target_finds_the_item_with_or_without_its_control_word():
+    m = _dialog()
+    action, target = parse_spoken_action("Click the Discard button.")
+    assert action == CLICK
+    found = next(filter(None, (m.find(q) for q in target_variants(target))))
+    assert found.text == "Discard" and m.spoken(found) == "Discard, bottom right"
+    assert [m.find(q) for q in target_variants(parse_spoken_action("find the zebra button")[1])] == [
+        None,
+        None,
+    ]
+    assert parse_spoken_action("right click Cancel")[0] == RIGHT_CLICK
+    assert parse_spoken_action("where is Cancel")[0] == FIND
