@@ -13,14 +13,16 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from PySide6.QtWidgets import QApplication
 
+from app.core.cancel import CancelToken
 from app.core.errors import SightlineError
-from app.core.types import Detail, JobRequest, Task
+from app.core.types import Detail, JobRequest, ModelPhase, ModelState, Task
 from app.inference.registry import BackendRegistry
 from app.jobs.controller import JobController
 from app.jobs.worker import InferenceWorker
@@ -73,18 +75,13 @@ def _long_text_rule(settings: Settings):
     return LongTextRule(note=f"{FULL_ANSWER_NOTE} To hear the rest, press the prefix key, then {label}.")
 
 
-class _DownloadRelay(QObject):
-    """Download thread -> GUI thread: progress and the end result travel as queued signals."""
-
-    progress = Signal(int)  # tenths done
-    done = Signal(str, bool)  # sentence, ready
-
-
 class SightlineApp(QObject):
     """Owns every long-lived object of the tray app."""
 
     def __init__(self, qapp: QApplication, settings: Settings, notice: str | None = None):
         super().__init__()
+        from app.jobs.push_to_talk import PushToTalk
+        from app.jobs.tasks import TaskRunner
         from app.speech.earcons import Earcons
         from app.ui.result_window import ResultWindow
         from app.ui.theme import apply_theme
@@ -93,25 +90,29 @@ class SightlineApp(QObject):
         self.qapp = qapp
         self.settings = settings
         self._shutting_down = False
-        self._recorder = None
-        self._ptt_command: str | None = None
-        self._ptt_follow_up = False
-        self._ptt_image = None
-        self._download_cancel = None
-        self._download_thread: threading.Thread | None = None
+        self._download_cancel: CancelToken | None = None
+        self._capture_cancel: CancelToken | None = None
+        self._explore = None
+        self._watch = None
+        self._voice = None
+        self._selector = None
+        #: the backend that answers next, as the worker last said (None until it says)
+        self.model_state: ModelState | None = None
 
         apply_theme(qapp, settings.result_font_size, settings.high_contrast)
         self.earcons = Earcons(enabled=settings.earcons, volume=settings.volume)
         self.speech = _make_speech(settings, self.earcons)
         self.worker = InferenceWorker(BackendRegistry(settings))
-        # A second registry for cheap checks on the GUI thread (the worker's belongs to its thread).
-        self.probe = BackendRegistry(settings)
-        self.controller = JobController(self.worker, self.speech, self.earcons, preference=settings.backend)
+        self.controller = JobController(self.worker, self.speech, self.earcons)
         self.controller.speak_answers = settings.output_mode != "text"
+        self.tasks = TaskRunner(self)
+        self.ptt = PushToTalk(self._make_recorder, self.earcons, self)
+        self.handlers = self._command_handlers()
 
         self.window = ResultWindow(font_pt=settings.result_font_size, high_contrast=settings.high_contrast)
         self.tray = Tray(key_for=self._key_label)
         self._wire()
+        self._wire_worker()
         self._start_hotkeys()
         try:
             from app.ui import qt_grab
@@ -128,6 +129,34 @@ class SightlineApp(QObject):
             self.say(notice, Priority.NEXT)
         QTimer.singleShot(0, self._first_run_and_preload)
 
+    def _command_handlers(self) -> dict[str, Callable[[], None]]:
+        """Every command of app.commands.registry, and what runs it (a test checks the two match)."""
+        return {
+            "describe_screen": self.cmd_describe_screen,
+            "describe_window": self.cmd_describe_window,
+            "describe_region": self.cmd_describe_region,
+            "describe_pointer": self.cmd_describe_pointer,
+            "read_text": self.cmd_read_text,
+            "explore": lambda: self._explorer().start(),
+            "explore_region": lambda: self._explorer().start_region(),
+            "watch": self.cmd_watch,
+            "ask_screen_voice": lambda: self.press_voice_key("ask_screen_voice"),
+            "ask_voice": lambda: self.press_voice_key("ask_voice"),
+            "describe_camera": lambda: self.take_camera_picture(document=False),
+            "read_document": lambda: self.take_camera_picture(document=True),
+            "follow_up": self.cmd_follow_up,
+            "repeat_last": self.cmd_repeat_last,
+            "continue_reading": self.cmd_continue_reading,
+            "next_paragraph": lambda: self._move_paragraph(+1),
+            "previous_paragraph": lambda: self._move_paragraph(-1),
+            "stop": self.cmd_stop,
+            "copy_last": self.cmd_copy_last,
+            "show_history": self.window_history,
+            "help": self.cmd_help,
+            "settings": self.cmd_settings,
+            "quit": self.qapp.quit,
+        }
+
     # -- wiring ----------------------------------------------------------------------------------
 
     def _wire(self) -> None:
@@ -141,8 +170,13 @@ class SightlineApp(QObject):
         w.followUpRequested.connect(self.ask_follow_up)
         w.stopRequested.connect(c.stop)
         w.copied.connect(lambda _text: self.say("Copied.", Priority.NOW))
-        self.worker.status.connect(self._on_model_status)
-        self.worker.loadFailed.connect(lambda sentence: self.say(sentence, Priority.NEXT))
+        self.ptt.heard.connect(self._on_heard)
+        self.ptt.failed.connect(self.controller.report_error)
+
+    def _wire_worker(self) -> None:
+        """The worker's news (after start, and after the engine settings made a new worker)."""
+        self.worker.state.connect(self._on_model_state)
+        self.worker.loadFailed.connect(self._on_load_failed)
 
     def _key_label(self, command_id: str) -> str:
         try:
@@ -166,7 +200,7 @@ class SightlineApp(QObject):
             self.hotkeys.armed.connect(lambda: self.earcons.play("prefix"))
             self.hotkeys.cancelled.connect(lambda _reason: self.earcons.play("cancel"))
             self.hotkeys.activated.connect(self._on_key_command)
-            self.hotkeys.released.connect(self._on_key_released)
+            self.hotkeys.released.connect(self.ptt.release)
             self.hotkeys.unknown_key.connect(self._on_unknown_key)
             self.hotkeys.unavailable.connect(lambda sentence: self.say(sentence, Priority.NEXT))
             self.hotkeys.start(bindings_from_settings(self.settings))
@@ -214,19 +248,24 @@ class SightlineApp(QObject):
             self._add_download_action()
         self.worker.preload()
 
-    def _on_model_status(self, text: str) -> None:
-        log.info(text)
-        if text.startswith("Loading") and "Phi-4" in text:
-            # Loading the real model takes minutes: a soft double tick every few seconds says it goes on.
-            self.say("Loading the model.", Priority.NORMAL)
-            self.earcons.start_progress("loading", interval=5.0)
-            if getattr(self, "_ticks_worker", None) is not self.worker:  # a failed load ends them too
-                self._ticks_worker = self.worker
-                self.worker.loadFailed.connect(lambda _sentence: self.earcons.stop_progress())
-        elif text.startswith("Ready:"):
+    @Slot(object)
+    def _on_model_state(self, state: ModelState) -> None:
+        log.info("model: %s %s", state.phase.value, state.display_name)
+        self.model_state = state
+        if state.phase is ModelPhase.LOADING:
+            if state.local_model:
+                # Loading the real model takes minutes: a soft double tick every few seconds says it goes on.
+                self.say("Loading the model.", Priority.NORMAL)
+                self.earcons.start_progress("loading", interval=5.0)
+        else:
             self.earcons.stop_progress()
-            if "Phi-4" in text:
+            if state.local_model:
                 self.say("Model ready.", Priority.NEXT)
+
+    @Slot(str)
+    def _on_load_failed(self, sentence: str) -> None:
+        self.earcons.stop_progress()
+        self.say(sentence, Priority.NEXT)
 
     def _add_download_action(self) -> None:
         self.tray.add_first_action(
@@ -238,49 +277,45 @@ class SightlineApp(QObject):
 
     def toggle_download(self) -> None:
         """Start the model download, or cancel it if it runs. Progress is spoken every 10%."""
-        from app.core.cancel import CancelToken
         from app.inference import model_store
 
-        if self._download_thread is not None and self._download_thread.is_alive():
+        if self._download_cancel is not None:
             self._download_cancel.cancel("user")
             self.say("Cancelling the download. It will continue where it stopped next time.", Priority.NOW)
             return
-        relay = _DownloadRelay(self)
-        relay.progress.connect(
-            lambda tenth: self.say(f"Model download {tenth * 10} percent.", Priority.NORMAL)
-        )
-        relay.done.connect(self._on_download_done)
-        self._download_relay = relay
         self._download_cancel = token = CancelToken()
         folder = model_store.default_model_folder(self.settings)
         last = [-1]
 
-        def progress(p) -> None:  # download thread: only emits (queued to the GUI thread)
+        def progress(p) -> None:  # the download's thread: only posts to the GUI thread
             tenth = int(p.fraction * 10) if p.total else 0
             if tenth != last[0] and 0 < tenth < 10:
-                relay.progress.emit(tenth)
+                self.tasks.post(self.say, f"Model download {tenth * 10} percent.", Priority.NORMAL)
             last[0] = tenth
 
-        def run() -> None:
-            try:
-                report = model_store.download_model(folder, progress=progress, cancel=token)
-                relay.done.emit(report.sentence, report.ready)
-            except SightlineError as exc:
-                relay.done.emit(exc.sentence, False)
-            except Exception as exc:
-                log.exception("download failed")
-                relay.done.emit(
-                    f"The download failed ({type(exc).__name__}). The details are in the log.", False
+        def done(report) -> None:
+            self._download_cancel = None
+            self.say(report.sentence, Priority.NEXT)
+            if report.ready:
+                self.worker.preload()
+
+        def failed(exc: BaseException) -> None:
+            self._download_cancel = None
+            if isinstance(exc, SightlineError):
+                self.say(exc.sentence, Priority.NEXT)
+            else:
+                log.error("download failed", exc_info=exc)
+                self.say(
+                    f"The download failed ({type(exc).__name__}). The details are in the log.", Priority.NEXT
                 )
 
         self.say("Downloading the model. I will tell you every ten percent.", Priority.NOW)
-        self._download_thread = threading.Thread(target=run, name="sightline-download", daemon=True)
-        self._download_thread.start()
-
-    def _on_download_done(self, sentence: str, ready: bool) -> None:
-        self.say(sentence, Priority.NEXT)
-        if ready:
-            self.worker.preload()
+        self.tasks.run(
+            lambda: model_store.download_model(folder, progress=progress, cancel=token),
+            done,
+            failed,
+            name="sightline-download",
+        )
 
     # -- commands --------------------------------------------------------------------------------
 
@@ -309,7 +344,7 @@ class SightlineApp(QObject):
                 QTimer.singleShot(int(clip.duration * 1000) + 60, lambda: self.run_command("quit"))
                 return
         if command_id == "follow_up":
-            self.run_guarded(lambda: self._toggle_recording("follow_up"))
+            self.run_guarded(lambda: self.press_voice_key("follow_up"))
         else:
             self.run_command(command_id)
 
@@ -339,9 +374,8 @@ class SightlineApp(QObject):
     def run_command(self, command_id: str) -> None:
         """Every command, from the tray, a hotkey or a spoken command, comes through here."""
         log.info("command %s", command_id)
-        try:
-            handler = getattr(self, f"cmd_{command_id}")
-        except AttributeError:
+        handler = self.handlers.get(command_id)
+        if handler is None:
             self.controller.report_error(f"Sightline has no command called {command_id}.")
             return
         try:
@@ -354,6 +388,12 @@ class SightlineApp(QObject):
                 f"That did not work ({type(exc).__name__}). "
                 "Sightline is still running; the details are in the log."
             )
+
+    def run_guarded(self, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except SightlineError as exc:
+            self.controller.report_error(exc.sentence)
 
     def _describe(self, image, title: str, task: Task = Task.DESCRIBE_BRIEF) -> int:
         if image.note:
@@ -384,36 +424,37 @@ class SightlineApp(QObject):
         # Say-all: every line is read, continuously, until the end or Stop (no short form).
         self.speech.read_in_full(job_id)
 
-    def cmd_describe_region(self) -> None:
+    def _select_region(self, on_chosen: Callable[[int, int, int, int], None], initial=None) -> None:
+        """The region selector on the screen under the pointer's monitor; `on_chosen(x, y, w, h)`
+        runs once the overlay has left the screen, so the chosen part is captured without it."""
         from app.ui.region_selector import RegionSelector
 
         screen = QGuiApplication.screenAt(QGuiApplication.primaryScreen().geometry().center())
         selector = RegionSelector(
             screen.geometry(),
             announce=lambda text: self.say(text, Priority.NOW),
+            initial=initial,
             font_pt=self.settings.result_font_size,
         )
-        selector.regionSelected.connect(self._on_region)
+        selector.regionSelected.connect(
+            lambda x, y, w, h: QTimer.singleShot(150, lambda: self.run_guarded(lambda: on_chosen(x, y, w, h)))
+        )
         selector.cancelled.connect(lambda: self.say("Cancelled.", Priority.NOW))
         self._selector = selector
         selector.start()
 
-    def _on_region(self, x: int, y: int, w: int, h: int) -> None:
+    def cmd_describe_region(self) -> None:
         from app.capture import screen
 
-        # Let the overlay disappear before the capture.
-        QTimer.singleShot(
-            150,
-            lambda: self.run_guarded(
-                lambda: self._describe(screen.capture_region(x, y, w, h), "Describe a region")
-            ),
+        self._select_region(
+            lambda x, y, w, h: self._describe(screen.capture_region(x, y, w, h), "Describe a region")
         )
 
-    def cmd_explore(self) -> None:
-        """The active window's text as a list to move through and click (app/ui/explore.py)."""
+    def _explorer(self):
+        """The explore mode (app/ui/explore.py), made on first use."""
         from app.ui.explore import ExploreController
 
-        if getattr(self, "_explore", None) is None:
+        if self._explore is None:
             self._explore = ExploreController(
                 lambda text: self.say(text, Priority.NOW),
                 self.controller.report_error,
@@ -421,7 +462,7 @@ class SightlineApp(QObject):
                 font_pt=self.settings.result_font_size,
                 parent=self,
             )
-        self._explore.start()
+        return self._explore
 
     def cmd_watch(self) -> None:
         """Stop the watch that runs; else choose what to watch: the region selector opens on the
@@ -431,9 +472,8 @@ class SightlineApp(QObject):
         from app.capture import screen as capture
         from app.jobs.watch import WatchController
         from app.ui.own_windows import own_window_rects
-        from app.ui.region_selector import RegionSelector
 
-        if getattr(self, "_watch", None) is None:
+        if self._watch is None:
             self._watch = WatchController(
                 lambda text: self.say(text, Priority.NORMAL), own_windows=own_window_rects, parent=self
             )
@@ -451,130 +491,127 @@ class SightlineApp(QObject):
         except SightlineError:
             pass  # no active window: the selector starts in the middle of the screen
 
-        def chosen(x: int, y: int, w: int, h: int) -> None:
-            def start() -> None:
-                b = capture.capture_region(x, y, w, h).bounds  # clipped to the screen, or a sentence
-                what = "the window" if (x, y, w, h) == window else "the region"
-                self._watch.start((b.x, b.y, b.width, b.height), what)
+        def start(x: int, y: int, w: int, h: int) -> None:
+            b = capture.capture_region(x, y, w, h).bounds  # clipped to the screen, or a sentence
+            what = "the window" if (x, y, w, h) == window else "the region"
+            self._watch.start((b.x, b.y, b.width, b.height), what)
 
-            # Let the selector's overlay leave the screen before the first picture.
-            QTimer.singleShot(150, lambda: self.run_guarded(start))
+        self._select_region(start, initial)
 
-        selector = RegionSelector(
-            geo,
-            announce=lambda text: self.say(text, Priority.NOW),
-            initial=initial,
-            font_pt=self.settings.result_font_size,
-        )
-        selector.regionSelected.connect(chosen)
-        selector.cancelled.connect(lambda: self.say("Cancelled.", Priority.NOW))
-        self._selector = selector
-        selector.start()
-
-    def run_guarded(self, fn) -> None:
-        try:
-            fn()
-        except SightlineError as exc:
-            self.controller.report_error(exc.sentence)
-
-    def _camera(self, document: bool) -> None:
+    def take_camera_picture(self, document: bool) -> None:
+        """The camera's picture is taken off the GUI thread (opening a camera and reading its
+        frames takes a second or more), then described. Stop, or another command, cancels it."""
         from app.capture.camera import capture
 
+        self.cancel_capture()
+        self.controller.stop()  # what ran before is superseded now, not when the picture is in
+        self._capture_cancel = token = CancelToken()
         source = self.settings.camera
-        image = capture(int(source) if source.isdigit() else source, document=document)
-        task = Task.CAMERA_DOCUMENT if document else Task.CAMERA_SCENE
-        self._describe(image, "Read a document" if document else "Describe the camera view", task)
+        self.earcons.start_working()
 
-    def cmd_describe_camera(self) -> None:
-        self._camera(document=False)
+        def done(image) -> None:
+            if token.cancelled:
+                return
+            self._capture_cancel = None
+            task = Task.CAMERA_DOCUMENT if document else Task.CAMERA_SCENE
+            self._describe(image, "Read a document" if document else "Describe the camera view", task)
 
-    def cmd_read_document(self) -> None:
-        self._camera(document=True)
+        def failed(exc: BaseException) -> None:
+            if token.cancelled:
+                return
+            self._capture_cancel = None
+            if isinstance(exc, SightlineError):
+                self.controller.report_error(exc.sentence)
+            else:
+                log.error("camera capture failed", exc_info=exc)
+                self.controller.report_error(f"The camera picture failed ({type(exc).__name__}).")
 
-    # push-to-talk: the key press starts recording; its release (or a second press) stops it.
+        self.tasks.run(
+            lambda: capture(int(source) if source.isdigit() else source, document=document, cancel=token),
+            done,
+            failed,
+            name="sightline-camera",
+        )
 
-    def cmd_ask_screen_voice(self) -> None:
-        self._toggle_recording("ask_screen_voice")
+    def cancel_capture(self) -> None:
+        if self._capture_cancel is not None:
+            self._capture_cancel.cancel("stopped")
+            self._capture_cancel = None
+            self.earcons.stop_working()
 
-    def cmd_ask_voice(self) -> None:
-        self._toggle_recording("ask_voice")
+    # -- voice: push-to-talk (app/jobs/push_to_talk.py) --------------------------------------------
 
-    def _toggle_recording(self, command_id: str) -> None:
-        if self._ptt_command is not None:  # a second press stops, like letting go of the key
-            self._finish_recording()
-            return
+    def _make_recorder(self):
         from app.capture.microphone import Recorder
 
-        self._ptt_image = None
-        self._ptt_follow_up = command_id == "follow_up"
-        if command_id == "ask_screen_voice":
+        return Recorder.from_settings(self.settings)
+
+    def press_voice_key(self, command_id: str) -> None:
+        """A voice key went down (or was chosen in the menu): record until it is let go."""
+        if self.ptt.command is not None:
+            self.ptt.finish()  # a second press sends, like letting go
+            return
+        image = None
+        if command_id == "ask_screen_voice" and not self._exploring():
             from app.capture import screen
 
-            self._ptt_image = screen.capture_screen()  # the monitor under the pointer
+            image = screen.capture_screen()  # the monitor under the pointer
+        self.cancel_capture()
         self.controller.stop()
-        self._ptt_command = command_id
-        self._recorder = Recorder.from_settings(self.settings)
-        # "Speak after the tone": the recording starts when the start tone has finished, so the
-        # tone is not recorded (on speakers the microphone hears it) and taken for speech.
-        clip = self.earcons.play("start")
-        delay_ms = int(clip.duration * 1000) + 40 if clip is not None else 0
-        recorder = self._recorder
-        QTimer.singleShot(delay_ms, lambda: self._begin_recording(recorder))
+        self.ptt.press(command_id, image)
 
-    def _begin_recording(self, recorder) -> None:
-        if recorder is not self._recorder or self._ptt_command is None:
-            return  # released or stopped before the tone ended
-        try:
-            recorder.start()
-        except SightlineError as exc:
-            self._recorder = None
-            self._ptt_command = None
-            self.controller.report_error(exc.sentence)
+    def _exploring(self) -> bool:
+        return self._explore is not None and self._explore.active
 
-    @Slot(str)
-    def _on_key_released(self, command_id: str) -> None:
-        if command_id == self._ptt_command:
-            self._finish_recording()
-
-    def _finish_recording(self) -> None:
-        recorder, self._recorder = self._recorder, None
-        image, self._ptt_image = self._ptt_image, None
-        self._ptt_command = None
-        if recorder is None or not recorder.is_recording:
-            if recorder is not None:
-                recorder.abort()
-            self.controller.report_error("I heard nothing. Hold the key while you speak, after the tone.")
-            return
-        try:
-            audio = recorder.stop()
-        except SightlineError as exc:
-            self.controller.report_error(exc.sentence)
-            return
-        if self._ptt_follow_up:
+    @Slot(str, object, object)
+    def _on_heard(self, command_id: str, audio, image) -> None:
+        if self._exploring():
+            self.act_in_explore(audio)
+        elif command_id == "follow_up":
             self.ask_follow_up(audio=audio)
         else:
             self.ask_with_audio(audio, image)
+
+    def act_in_explore(self, audio) -> None:
+        """A spoken explore command ("click Save"): heard by the model when it listens, else by the
+        offline grammar made of the words on the explored screen."""
+        explore = self._explorer()
+        if self._can_listen():
+
+            def heard(result) -> None:
+                if result.error is not None:
+                    self.controller.report_error(result.error.sentence)
+                else:
+                    explore.act_on_phrase(result.text)
+
+            self.controller.submit_quiet(JobRequest(task=Task.TRANSCRIBE, audio=audio), heard)
+            return
+        from app.commands.voice import recognize_explore_phrase
+
+        phrase = recognize_explore_phrase(audio, explore.labels())
+        if phrase is None:
+            self.controller.report_error("I did not catch that. Say click, then the words of the item.")
+            return
+        explore.act_on_phrase(phrase)
 
     def ask_with_audio(self, audio, image=None) -> None:
         """A spoken question, with or without a picture of the screen."""
         task = Task.ASK_IMAGE if image is not None else Task.ASK_SPOKEN
         request = JobRequest(task=task, image=image, audio=audio, **self._common())
-        if not self._can_listen(request):
+        if not self._can_listen():
             self._spoken_command(audio)
             return
         self.controller.submit(request, "Spoken question about the screen" if image else "Spoken question")
 
-    def _can_listen(self, request: JobRequest) -> bool:
-        try:
-            return self.probe.choose(request).backend.capabilities.audio
-        except SightlineError:
-            return False
+    def _can_listen(self) -> bool:
+        """The worker said a backend that hears speech answers next (the model, or a server)."""
+        return self.model_state is not None and self.model_state.listens
 
     def _spoken_command(self, audio) -> None:
         """Without the model: a few spoken commands through the offline grammar."""
         from app.commands.voice import OPEN_QUESTION_NEEDS_MODEL, VoiceCommandRecognizer
 
-        if not hasattr(self, "_voice"):
+        if self._voice is None:
             self._voice = VoiceCommandRecognizer()
         match = self._voice.recognize(audio) if self._voice.available() else None
         if match is None:
@@ -582,6 +619,8 @@ class SightlineApp(QObject):
             return
         self.say(f"Heard: {match.heard}.", Priority.NOW)
         self.run_command(match.command_id)
+
+    # -- answers -----------------------------------------------------------------------------------
 
     def cmd_follow_up(self) -> None:
         self.window.present(activate=True)
@@ -601,7 +640,7 @@ class SightlineApp(QObject):
             history=tuple(conv.turns),
             **self._common(),
         )
-        if audio is not None and not self._can_listen(request):
+        if audio is not None and not self._can_listen():
             self._spoken_command(audio)
             return
         self.controller.submit(request, question or "Spoken follow-up question")
@@ -623,24 +662,16 @@ class SightlineApp(QObject):
         elif not self.speech.continue_reading():
             self.say("That was the end of the answer. Repeat starts it again.", Priority.NOW)
 
-    def cmd_next_paragraph(self) -> None:
-        self._move_paragraph(+1)
-
-    def cmd_previous_paragraph(self) -> None:
-        self._move_paragraph(-1)
-
     def _move_paragraph(self, step: int) -> None:
         if self.speech.reading is None and self.controller.last_answer:
             self.speech.load_reading(self.controller.last_answer)
         self.speech.move_paragraph(step)  # it says so itself at either end
 
     def cmd_stop(self) -> None:
-        if self._recorder is not None:
-            self._recorder.abort()
-            self._recorder = None
-        self._ptt_command = None
+        self.ptt.abort()
+        self.cancel_capture()
         self.controller.stop()
-        if getattr(self, "_watch", None) is not None:
+        if self._watch is not None:
             self._watch.stop()  # Stop ends a watch too
 
     def cmd_copy_last(self) -> None:
@@ -651,8 +682,10 @@ class SightlineApp(QObject):
         QGuiApplication.clipboard().setText(text)
         self.say("Copied.", Priority.NOW)
 
-    def cmd_show_history(self) -> None:
+    def window_history(self) -> None:
         self.window.show_history()
+
+    # -- settings ----------------------------------------------------------------------------------
 
     def cmd_settings(self) -> None:
         from app.ui.settings_dialog import edit_settings
@@ -682,6 +715,17 @@ class SightlineApp(QObject):
         save_settings(new)
         self.apply_settings(new)
 
+    ENGINE_FIELDS = (
+        "backend",
+        "model_dir",
+        "device",
+        "quantization",
+        "server_url",
+        "server_ca_file",
+        "server_allow_insecure_http",
+        "server_token_env",
+    )
+
     def apply_settings(self, new: Settings) -> None:
         from app.speech.drivers.base import VoiceSettings
         from app.ui.theme import apply_theme
@@ -698,26 +742,15 @@ class SightlineApp(QObject):
             self.speech.settings = VoiceSettings(rate_wpm=new.rate, voice=new.voice, volume=new.volume)
             self.speech.rule = _long_text_rule(new)
         self.controller.speak_answers = new.output_mode != "text"
-        self.controller.preference = new.backend
-        engine_fields = (
-            "backend",
-            "model_dir",
-            "device",
-            "quantization",
-            "server_url",
-            "server_ca_file",
-            "server_allow_insecure_http",
-            "server_token_env",
-        )
-        if any(getattr(old, f) != getattr(new, f) for f in engine_fields):
-            # The worker keeps its registry; a new one takes effect for the next job after a restart
-            # of the worker, which is cheap compared to loading the model.
+        if any(getattr(old, f) != getattr(new, f) for f in self.ENGINE_FIELDS):
+            # The registry (and with it the backend preference) belongs to the worker's thread: a
+            # new worker with a new registry answers from the next job, which is cheap compared to
+            # loading the model.
             self.worker.stop()
             self.worker = InferenceWorker(BackendRegistry(new))
+            self.model_state = None
             self.controller.rebind_worker(self.worker)
-            self.probe = BackendRegistry(new)
-            self.worker.status.connect(self._on_model_status)
-            self.worker.loadFailed.connect(lambda sentence: self.say(sentence, Priority.NEXT))
+            self._wire_worker()
             self.worker.preload()
         if self.hotkeys is not None and (old.hotkey_prefix, old.command_keys, old.command_chords) != (
             new.hotkey_prefix,
@@ -734,9 +767,6 @@ class SightlineApp(QObject):
                 autostart.set_enabled(new.start_with_system)
         except SightlineError as exc:
             self.say(exc.sentence, Priority.NEXT)
-
-    def cmd_quit(self) -> None:
-        self.qapp.quit()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -758,13 +788,13 @@ class SightlineApp(QObject):
         started = time.monotonic()
         log.info("shutting down")
         self.worker.cancel_all("quit")
-        if self._recorder is not None:
-            self._recorder.abort()
+        self.ptt.abort()
+        self.cancel_capture()
         if self._download_cancel is not None:
             self._download_cancel.cancel("quit")
         if self.hotkeys is not None:
             self.hotkeys.stop()
-        if getattr(self, "_watch", None) is not None:
+        if self._watch is not None:
             self._watch.shutdown()
         self.controller.stop()
         left = QUIT_BUDGET_S - (time.monotonic() - started)

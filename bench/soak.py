@@ -211,12 +211,12 @@ def main() -> int:
         soak: dict = {}
 
         def on_ready(app) -> None:
-            def begin(text: str) -> None:
-                if text.startswith("Ready:") and "run" not in soak:
+            def begin(state) -> None:
+                if state.ready and "run" not in soak:
                     soak["run"] = Soak(app, args.jobs, args.warmup)
                     soak["run"].start()
 
-            app.worker.status.connect(begin)
+            app.worker.state.connect(begin)
             app.worker.loadFailed.connect(lambda sentence: (print(sentence), app.qapp.quit()))
 
         print(f"soak: {args.jobs} describe jobs on {model_dir}", flush=True)

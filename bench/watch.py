@@ -62,7 +62,7 @@ def whole_app(env: dict, idle_s: float, period: float) -> dict:
     try:
         _wait(q, proc, "ready")
         # Idle means after start-up: the worker has loaded its backend in the background.
-        _wait(q, proc, "model_status", 120, lambda e: e["model_status"].startswith("Ready"))
+        _wait(q, proc, "model_state", 120, lambda e: e["model_state"] == "ready")
         time.sleep(2.0)
         c0 = _cpu_seconds(proc.pid)
         time.sleep(idle_s)

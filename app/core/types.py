@@ -188,3 +188,31 @@ class Usage:
 
     tokens_in: int = 0
     tokens_out: int = 0
+
+
+class ModelPhase(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """What the inference worker says about the backend that will answer the next job.
+
+    Sent from the worker thread after every load and every job whose backend changed (a model that
+    failed to load hands over to the next one), so the GUI thread knows without asking the worker's
+    own registry: whether a spoken question can be heard, and what to tell the user."""
+
+    phase: ModelPhase
+    backend: str  # "local", "remote" or "ocr"
+    display_name: str  # what the user hears, e.g. "the local Phi-4 model"
+    listens: bool  # it takes spoken questions (audio)
+
+    @property
+    def ready(self) -> bool:
+        return self.phase is ModelPhase.READY
+
+    @property
+    def local_model(self) -> bool:
+        """The local Phi-4 model: its load takes minutes, so loading and ready are announced."""
+        return self.backend == "local"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -42,17 +43,17 @@ class JobController(QObject):
     stateChanged = Signal(str, str)  # "idle" | "working" | "error", detail words
     announcement = Signal(str)  # status text shown (it is spoken through the SpeechManager)
 
-    def __init__(self, worker: InferenceWorker, speech: SpeechManager, earcons=None, preference: str = ""):
+    def __init__(self, worker: InferenceWorker, speech: SpeechManager, earcons=None):
         super().__init__()
         self.worker = worker
         self.speech = speech
         self.earcons = earcons
-        self.preference = preference
         self.speak_answers = True
         self._token: CancelToken | None = None
         self._job_id: int | None = None
         self._title = ""
         self._answer: AnswerSpeech | None = None
+        self._quiet: Callable[[JobResult], None] | None = None
         self._got_chunk = False
         self._submitted_at = 0.0
         self.first_speech_latency: float | None = None
@@ -99,7 +100,20 @@ class JobController(QObject):
             self.earcons.start_working()
         self.stateChanged.emit("working", title)
         self.answerStarted.emit(request.job_id, title)
-        self.worker.submit(request, token, self.preference)
+        self.worker.submit(request, token)
+        return request.job_id
+
+    def submit_quiet(self, request: JobRequest, on_result: Callable[[JobResult], None]) -> int:
+        """Run `request` for Sightline itself (a spoken explore command to transcribe): nothing is
+        shown or spoken, `on_result(result)` runs on the GUI thread when it ends. Like any job it
+        supersedes the running one, and Stop or the next job cancels it (on_result is then not
+        called)."""
+        self._cancel_current("superseded")
+        self._token, self._job_id, self._quiet = CancelToken(), request.job_id, on_result
+        if self.earcons is not None:
+            self.earcons.start_working()
+        self.stateChanged.emit("working", "Listening")
+        self.worker.submit(request, self._token)
         return request.job_id
 
     def stop(self) -> None:
@@ -136,6 +150,7 @@ class JobController(QObject):
         self._token = None
         self._job_id = None
         self._answer = None
+        self._quiet = None
 
     # -- from the worker (queued, so these run on the GUI thread) -------------------------------
 
@@ -146,8 +161,8 @@ class JobController(QObject):
 
     @Slot(int, str)
     def _on_chunk(self, job_id: int, text: str) -> None:
-        if job_id != self._job_id:
-            return  # a late chunk of a superseded job
+        if job_id != self._job_id or self._quiet is not None:
+            return  # a late chunk of a superseded job, or of a job nobody hears
         if not self._got_chunk:
             self._got_chunk = True
             if self.earcons is not None:
@@ -162,12 +177,17 @@ class JobController(QObject):
     def _on_finished(self, job_id: int, result: JobResult) -> None:
         if job_id != self._job_id:
             return
-        answer = self._answer
+        answer, quiet = self._answer, self._quiet
         self._token = None
         self._job_id = None
         self._answer = None
+        self._quiet = None
         if self.earcons is not None:
             self.earcons.stop_working()
+        if quiet is not None:
+            self.stateChanged.emit("idle", "")
+            quiet(result)
+            return
         if answer is not None:
             answer.finish()
         self.last_result = result

@@ -27,7 +27,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from app.core.cancel import CancelToken
 from app.core.errors import Cancelled, EmptyAnswerError, SightlineError
 from app.core.text import safe_text
-from app.core.types import JobRequest
+from app.core.types import SAMPLE_RATE, AudioInput, JobRequest, ModelPhase, ModelState, Task
 from app.inference.registry import BackendRegistry
 from app.inference.runner import JobResult, run_request
 
@@ -86,15 +86,35 @@ class _WorkerObject(QObject):
     started = Signal(int, str)  # job id, explanation (who answers and why)
     chunk = Signal(int, str)  # job id, text
     finished = Signal(int, object)  # job id, JobResult
-    status = Signal(str)  # model loading news for the user ("Model ready")
+    state = Signal(object)  # ModelState: the backend that answers next, loading or ready
     loadFailed = Signal(str)
 
     def __init__(self, registry: BackendRegistry):
         super().__init__()
         self.registry = registry
+        self._published: ModelState | None = None
 
-    @Slot(object, object, str)
-    def run_job(self, request: JobRequest, cancel: CancelToken, preference: str) -> None:
+    def _publish(self, phase: ModelPhase, backend) -> None:
+        state = ModelState(phase, backend.name, backend.display_name, self._listens())
+        if state != self._published:
+            self._published = state
+            self.state.emit(state)
+
+    def _listens(self) -> bool:
+        """Would a spoken question find a backend that hears it? The registry's own choice, made
+        with a short silent recording (checks only: nothing loads)."""
+        import numpy as np
+
+        probe = JobRequest(
+            Task.ASK_SPOKEN, audio=AudioInput(np.zeros(SAMPLE_RATE // 10, np.float32), "probe")
+        )
+        try:
+            return self.registry.choose(probe).backend.capabilities.audio
+        except SightlineError:
+            return False
+
+    @Slot(object, object)
+    def run_job(self, request: JobRequest, cancel: CancelToken) -> None:
         if cancel.cancelled:  # superseded while it waited in the queue: drop it
             self.finished.emit(request.job_id, JobResult(job_id=request.job_id, error=Cancelled()))
             return
@@ -102,7 +122,6 @@ class _WorkerObject(QObject):
             self.registry,
             request,
             cancel,
-            preference=preference or None,
             on_chunk=lambda text: self.chunk.emit(request.job_id, text),
             on_status=lambda text: self.started.emit(request.job_id, text),
             # A model that cannot load hands over to the next backend; the user hears why, once.
@@ -111,20 +130,37 @@ class _WorkerObject(QObject):
         if result.error is None and not safe_text(result.text).strip():
             # Only special tokens, or nothing: an empty success would be silence for the user.
             result.error = EmptyAnswerError(detail=f"{result.tokens_out} tokens, no text")
+        if result.backend and (self._published is None or result.backend != self._published.backend):
+            # Another backend answered (the chosen one failed to load): say who answers from now on.
+            self._publish(ModelPhase.READY, self.registry.get(result.backend))
         self.finished.emit(request.job_id, result)
 
     @Slot(object)
     def preload(self, cancel: CancelToken) -> None:
-        """Load the preferred backend in the background after start."""
+        """Load the preferred backend in the background after start. One that cannot load is
+        skipped from now on, as during a job (app.inference.runner), and the user hears why and
+        who answers instead."""
         try:
             choice = self.registry.choose()
-            backend = choice.backend
-            if not backend.loaded:
-                self.status.emit(f"Loading {backend.display_name}.")
-                backend.load(cancel)
-            self.status.emit(f"Ready: {backend.display_name}.")
+            while not choice.backend.loaded:
+                backend = choice.backend
+                self._publish(ModelPhase.LOADING, backend)
+                try:
+                    backend.load(cancel)
+                except Cancelled:
+                    raise
+                except SightlineError as exc:
+                    if cancel.cancelled:
+                        raise
+                    log.info("preload: %s failed to load: %s", backend.name, exc.detail)
+                    self.registry.mark_failed(backend.name, exc)
+                    choice = self.registry.choose()
+                    self.loadFailed.emit(f"{exc.sentence} Using {choice.backend.display_name} instead.")
+            self._publish(ModelPhase.READY, choice.backend)
             for name, reason in choice.skipped:
                 log.info("preload skipped %s: %s", name, reason)
+        except Cancelled:
+            log.info("preload cancelled")
         except SightlineError as exc:
             self.loadFailed.emit(exc.sentence)
         except Exception as exc:
@@ -141,7 +177,7 @@ class _WorkerObject(QObject):
 class InferenceWorker(QObject):
     """Owned by the GUI thread; wraps the thread and the object living in it."""
 
-    _submit = Signal(object, object, str)
+    _submit = Signal(object, object)
     _preload = Signal(object)
     _unload = Signal()
 
@@ -158,7 +194,7 @@ class InferenceWorker(QObject):
         self.started = self._obj.started
         self.chunk = self._obj.chunk
         self.finished = self._obj.finished
-        self.status = self._obj.status
+        self.state = self._obj.state
         self.loadFailed = self._obj.loadFailed
         self._tokens: list[CancelToken] = []
         self._thread.start()
@@ -167,9 +203,10 @@ class InferenceWorker(QObject):
     def registry(self) -> BackendRegistry:
         return self._obj.registry
 
-    def submit(self, request: JobRequest, cancel: CancelToken, preference: str = "") -> None:
+    def submit(self, request: JobRequest, cancel: CancelToken) -> None:
+        """Queue `request`; the registry's settings say which backend answers it."""
         self._tokens = [t for t in self._tokens if not t.cancelled] + [cancel]
-        self._submit.emit(request, cancel, preference)
+        self._submit.emit(request, cancel)
 
     def preload(self) -> CancelToken:
         token = CancelToken()

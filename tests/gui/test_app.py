@@ -108,9 +108,9 @@ def test_follow_up_carries_the_last_picture_and_the_conversation(qtbot, make_app
     app = make_app()
     seen = []
     submit = app.controller.worker.submit
-    app.controller.worker.submit = lambda request, cancel, preference="": (
+    app.controller.worker.submit = lambda request, cancel: (
         seen.append(request),
-        submit(request, cancel, preference),
+        submit(request, cancel),
     )
     picture = ImageInput(np.full((200, 300, 3), 255, np.uint8), source="screen")
     app.controller.conversation = Conversation(

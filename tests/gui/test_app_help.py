@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.core.types import ModelPhase, ModelState
 from app.settings.schema import Settings
 
 
@@ -68,19 +69,23 @@ class _Player:
         return clip
 
 
+LOADING = ModelState(ModelPhase.LOADING, "local", "the local Phi-4 model", listens=True)
+READY = ModelState(ModelPhase.READY, "local", "the local Phi-4 model", listens=True)
+
+
 def test_long_loading_ticks_at_a_calm_interval_until_it_ends(qtbot, make_app):
     from app.speech.earcons import Earcons, generate
 
     app = make_app()
     app.earcons = earcons = Earcons(player=_Player())
-    app._on_model_status("Loading the local Phi-4 model.")
+    app._on_model_state(LOADING)
     assert earcons._progress is not None  # ticking
     qtbot.waitUntil(lambda: "Loading the model." in spoken(app), timeout=5000)
-    app._on_model_status("Ready: the local Phi-4 model.")
+    app._on_model_state(READY)
     assert earcons._progress is None
     qtbot.waitUntil(lambda: "Model ready." in spoken(app), timeout=5000)
 
-    app._on_model_status("Loading the local Phi-4 model.")
+    app._on_model_state(LOADING)
     app.worker.loadFailed.emit("The model could not be loaded.")
     qtbot.waitUntil(lambda: earcons._progress is None, timeout=5000)
 

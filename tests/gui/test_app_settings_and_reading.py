@@ -24,9 +24,9 @@ TEXT = "\n\n".join(PARAGRAPHS)
 def _ready(qtbot, make_app):  # noqa: F811
     """A new app, once its text-recognition engine has loaded (so no thread is busy at the end)."""
     app = make_app()
-    news: list[str] = []
-    app.worker.status.connect(news.append)
-    qtbot.waitUntil(lambda: any(n.startswith("Ready") for n in news), timeout=60000)
+    news: list = []
+    app.worker.state.connect(news.append)
+    qtbot.waitUntil(lambda: any(n.ready for n in news), timeout=60000)
     return app
 
 

@@ -33,7 +33,7 @@ def main() -> int:
         state["app"] = app
         submit = app.controller.worker.submit
 
-        def recording_submit(request, cancel, preference=""):
+        def recording_submit(request, cancel):
             state["requests"].append(
                 {
                     "job_id": request.job_id,
@@ -43,7 +43,7 @@ def main() -> int:
                     "question": request.question,
                 }
             )
-            return submit(request, cancel, preference)
+            return submit(request, cancel)
 
         app.controller.worker.submit = recording_submit
         app.qapp.aboutToQuit.connect(lambda: dump(app))
@@ -72,15 +72,11 @@ def main() -> int:
         c.stateChanged.connect(
             lambda state, detail: emit({"state": state, "detail": detail, "t": time.time()})
         )
-        app.worker.status.connect(lambda text: emit({"model_status": text, "t": time.time()}))
+        app.worker.state.connect(
+            lambda st: emit({"model_state": st.phase.value, "backend": st.backend, "t": time.time()})
+        )
         # When the microphone opens (after the start tone): a test speaks then, as a user does.
-        begin_recording = app._begin_recording
-
-        def timed_begin_recording(recorder) -> None:
-            begin_recording(recorder)
-            emit({"recording": bool(recorder.is_recording), "t": time.time()})
-
-        app._begin_recording = timed_begin_recording
+        app.ptt.listening.connect(lambda opened: emit({"recording": bool(opened), "t": time.time()}))
         delay = float(os.environ.get("SIGHTLINE_HARNESS_LOAD_DELAY", "0") or 0)
         if delay > 0:
             _slow_loads(app.worker.registry, delay)

@@ -180,9 +180,9 @@ def test_signal_to_an_idle_tray_with_the_model_loaded(lifecycle_env, tiny_model_
     app = AppProcess(tmp_path / "report.json", lifecycle_env)
     try:
         app.wait_for("ready", timeout=120)
-        status = app.wait_for("model_status", timeout=120)
-        while not status["model_status"].startswith("Ready:"):
-            status = app.wait_for("model_status", timeout=120)
+        status = app.wait_for("model_state", timeout=120)
+        while status["model_state"] != "ready":
+            status = app.wait_for("model_state", timeout=120)
         time.sleep(1.0)
         started = time.monotonic()
         app.proc.send_signal(signum)

@@ -1,0 +1,106 @@
+"""Push-to-talk: a held voice key records the user's question.
+
+The key press plays the start tone; the microphone opens when the tone has ended ("speak after the
+tone": on speakers the microphone would hear the tone and take it for speech). Letting go of the
+key, or pressing it again, ends the recording and hands the audio over through `heard`; anything
+that goes wrong becomes one sentence through `failed`. GUI thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from app.core.errors import SightlineError
+from app.core.types import AudioInput
+
+log = logging.getLogger(__name__)
+
+HEARD_NOTHING = "I heard nothing. Hold the key while you speak, after the tone."
+
+
+class Recorder(Protocol):
+    """What push-to-talk needs of a microphone (app.capture.microphone.Recorder)."""
+
+    @property
+    def is_recording(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> AudioInput: ...
+
+    def abort(self) -> None: ...
+
+
+class PushToTalk(QObject):
+    heard = Signal(str, object, object)  # command id, AudioInput, the ImageInput taken with it or None
+    failed = Signal(str)  # the sentence the user hears
+    listening = Signal(bool)  # after the tone: True when the microphone opened
+
+    def __init__(self, make_recorder: Callable[[], Recorder], earcons, parent: QObject | None = None):
+        super().__init__(parent)
+        self._make_recorder = make_recorder
+        self._earcons = earcons
+        self._recorder: Recorder | None = None
+        self._command: str | None = None
+        self._image = None
+
+    @property
+    def command(self) -> str | None:
+        """The voice command being recorded, or None."""
+        return self._command
+
+    def press(self, command_id: str, image=None) -> None:
+        """The voice key went down: a second press ends the recording, like letting go."""
+        if self._command is not None:
+            self.finish()
+            return
+        self._command, self._image = command_id, image
+        recorder = self._recorder = self._make_recorder()
+        clip = self._earcons.play("start")
+        delay_ms = int(clip.duration * 1000) + 40 if clip is not None else 0
+        QTimer.singleShot(delay_ms, lambda: self._begin(recorder))
+
+    def release(self, command_id: str) -> None:
+        """A key was let go: ends the recording if it is the key that started it."""
+        if command_id == self._command:
+            self.finish()
+
+    def abort(self) -> None:
+        """Stop: the recording is dropped, nothing is sent."""
+        recorder, self._recorder = self._recorder, None
+        self._command = self._image = None
+        if recorder is not None:
+            recorder.abort()
+
+    def _begin(self, recorder: Recorder) -> None:
+        if recorder is not self._recorder or self._command is None:
+            return  # let go or stopped before the tone ended
+        try:
+            recorder.start()
+        except SightlineError as exc:
+            self._recorder = None
+            self._command = self._image = None
+            self.listening.emit(False)
+            self.failed.emit(exc.sentence)
+            return
+        self.listening.emit(True)
+
+    def finish(self) -> None:
+        recorder, self._recorder = self._recorder, None
+        command, image = self._command, self._image
+        self._command = self._image = None
+        if recorder is None or command is None or not recorder.is_recording:
+            if recorder is not None:
+                recorder.abort()
+            self.failed.emit(HEARD_NOTHING)
+            return
+        try:
+            audio = recorder.stop()
+        except SightlineError as exc:
+            self.failed.emit(exc.sentence)
+            return
+        self.heard.emit(command, audio, image)

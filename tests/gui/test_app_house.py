@@ -1,0 +1,267 @@
+"""The tray app's seams: every command has its handler, a camera picture never holds the GUI thread,
+push-to-talk as a class of its own, and the worker's typed news of who answers next."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from app.commands import registry as commands
+from app.core.types import SAMPLE_RATE, AudioInput, ModelPhase, ModelState
+from app.settings.schema import Settings
+
+
+@pytest.fixture
+def make_app(qapp, monkeypatch):
+    monkeypatch.setenv("SIGHTLINE_NO_HOTKEYS", "1")
+    apps = []
+
+    def make(**overrides):
+        from app.main import SightlineApp
+
+        app = SightlineApp(qapp, Settings(speech_driver="silent", earcons=False, **overrides))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.shutdown()
+
+
+def spoken(app) -> list[str]:
+    return list(app.speech.driver.started)
+
+
+def _recorded_submits(app) -> list:
+    seen: list = []
+    submit = app.controller.worker.submit
+    app.controller.worker.submit = lambda request, cancel: (seen.append(request), submit(request, cancel))
+    return seen
+
+
+def test_every_command_in_the_registry_has_one_handler_and_no_handler_is_extra(make_app):
+    app = make_app()
+    assert set(app.handlers) == set(commands.ids())
+    assert all(callable(handler) for handler in app.handlers.values())
+
+
+def test_an_unknown_command_is_said_not_raised(qtbot, make_app):
+    app = make_app()
+    app.run_command("fly_to_the_moon")
+    qtbot.waitUntil(lambda: "Sightline has no command called fly_to_the_moon." in spoken(app), timeout=5000)
+
+
+def test_the_camera_picture_is_taken_off_the_gui_thread_and_stop_cancels_it(qtbot, make_app, monkeypatch):
+    """The camera command returns at once; Stop reaches the capture through its token, and nothing
+    is described afterwards (a camera that opens slowly used to hold every key until 15 frames)."""
+    import app.capture.camera as camera
+
+    started, ended = threading.Event(), threading.Event()
+    seen: dict = {}
+
+    def slow_capture(source, *, document=False, cancel=None, **_kw):
+        seen["thread"] = threading.current_thread().name
+        started.set()
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                cancel.raise_if_cancelled()  # what the real capture does between frames
+                time.sleep(0.01)
+            raise AssertionError("the capture was never cancelled")
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(camera, "capture", slow_capture)
+    app = make_app()
+    submits = _recorded_submits(app)
+    app.run_command("describe_camera")
+    assert started.wait(5)
+    assert not ended.is_set()  # the command returned while the camera was still being read
+    assert seen["thread"] == "sightline-camera"
+    app.run_command("stop")
+    assert ended.wait(2)
+    qtbot.wait(200)
+    assert submits == []
+    assert not any("camera" in s.lower() for s in spoken(app))  # a cancelled picture is not an error
+
+
+def test_a_camera_picture_from_a_video_file_is_described(qtbot, make_app, tmp_path):
+    from tests.fixtures.media_video import sharp_scene, still_video
+
+    video = still_video(tmp_path / "camera.mp4", sharp_scene())
+    app = make_app(camera=str(video))
+    submits = _recorded_submits(app)
+    app.run_command("read_document")
+    qtbot.waitUntil(lambda: bool(submits), timeout=20000)
+    assert submits[0].task.value == "camera_document"
+    assert submits[0].image is not None and submits[0].image.source == "camera"
+
+
+def test_a_camera_that_cannot_be_opened_is_said_and_the_app_goes_on(qtbot, make_app, tmp_path):
+    app = make_app(camera=str(tmp_path / "no-such-camera.mp4"))
+    app.run_command("describe_camera")
+    qtbot.waitUntil(
+        lambda: any("no-such-camera" in s or "camera" in s.lower() for s in spoken(app)), timeout=20000
+    )
+    assert app.controller.busy is False
+    app.run_command("copy_last")  # still answering keys
+    qtbot.waitUntil(lambda: "There is no answer to copy yet." in spoken(app), timeout=5000)
+
+
+class _FakeRecorder:
+    """Stands in for the microphone: the push-to-talk logic, not the audio, is under test here (the
+    real microphone is tested in tests/integration/test_microphone.py and test_app_e2e.py)."""
+
+    def __init__(self, fail: str | None = None):
+        self.fail = fail
+        self.is_recording = False
+        self.aborted = False
+
+    def start(self):
+        from app.core.errors import DeviceError
+
+        if self.fail:
+            raise DeviceError(self.fail)
+        self.is_recording = True
+
+    def stop(self):
+        self.is_recording = False
+        return AudioInput(np.zeros(SAMPLE_RATE, np.float32), "microphone")
+
+    def abort(self):
+        self.aborted = True
+        self.is_recording = False
+
+
+class _Earcons:
+    def play(self, _name):
+        return None  # no clip: the microphone opens at once
+
+
+def _ptt(recorder):
+    from app.jobs.push_to_talk import PushToTalk
+
+    ptt = PushToTalk(lambda: recorder, _Earcons())
+    heard, failed, listening = [], [], []
+    ptt.heard.connect(lambda command, audio, image: heard.append((command, audio, image)))
+    ptt.failed.connect(failed.append)
+    ptt.listening.connect(listening.append)
+    return ptt, heard, failed, listening
+
+
+def test_push_to_talk_records_from_the_tone_until_the_key_is_let_go(qtbot):
+    recorder = _FakeRecorder()
+    ptt, heard, failed, listening = _ptt(recorder)
+    ptt.press("ask_voice", image="picture")
+    qtbot.waitUntil(lambda: listening == [True], timeout=2000)
+    ptt.release("ask_screen_voice")  # another key let go: still recording
+    assert recorder.is_recording and ptt.command == "ask_voice"
+    ptt.release("ask_voice")
+    assert [(c, i) for c, _a, i in heard] == [("ask_voice", "picture")] and failed == []
+    assert ptt.command is None
+
+
+def test_push_to_talk_second_press_sends_and_early_release_says_it_heard_nothing(qtbot):
+    recorder = _FakeRecorder()
+    ptt, heard, failed, _listening = _ptt(recorder)
+    ptt.press("follow_up")
+    qtbot.waitUntil(lambda: recorder.is_recording, timeout=2000)
+    ptt.press("follow_up")  # pressed again: like letting go
+    assert len(heard) == 1
+
+    ptt.press("ask_voice")
+    ptt.release("ask_voice")  # before the microphone opened
+    qtbot.wait(50)
+    assert failed == ["I heard nothing. Hold the key while you speak, after the tone."]
+    assert not recorder.is_recording
+
+
+def test_push_to_talk_without_a_microphone_says_why_and_stop_drops_a_recording(qtbot):
+    ptt, heard, failed, listening = _ptt(_FakeRecorder(fail="No microphone was found."))
+    ptt.press("ask_voice")
+    qtbot.waitUntil(lambda: failed == ["No microphone was found."], timeout=2000)
+    assert listening == [False] and ptt.command is None
+
+    recorder = _FakeRecorder()
+    ptt, heard, failed, _ = _ptt(recorder)
+    ptt.press("ask_voice")
+    qtbot.waitUntil(lambda: recorder.is_recording, timeout=2000)
+    ptt.abort()
+    ptt.release("ask_voice")
+    assert recorder.aborted and heard == [] and failed == []
+
+
+def test_the_worker_says_who_answers_next_as_a_typed_state(qtbot):
+    """A model that cannot load at start is skipped at once: the user hears why, and the state
+    says the text-recognition default answers (and cannot listen), before any job runs."""
+    from app.core.errors import ModelFormatError
+    from app.inference.registry import BackendRegistry
+    from app.jobs.worker import InferenceWorker
+    from tests.fakes.scripted_backend import ScriptedBackend
+
+    broken = ScriptedBackend(name="local")
+    broken.load_error = ModelFormatError("The model folder cannot be used.")
+    ocr = ScriptedBackend(name="ocr", audio=False)
+    ocr._loaded = True
+    registry = BackendRegistry(Settings(), factories={"local": lambda s: broken, "ocr": lambda s: ocr})
+    worker = InferenceWorker(registry)
+    states: list[ModelState] = []
+    said: list[str] = []
+    worker.state.connect(states.append)
+    worker.loadFailed.connect(said.append)
+    try:
+        worker.preload()
+        qtbot.waitUntil(lambda: bool(states) and states[-1].ready, timeout=5000)
+        assert states == [
+            ModelState(ModelPhase.LOADING, "local", "the local backend", listens=True),
+            ModelState(ModelPhase.READY, "ocr", "the ocr backend", listens=False),
+        ]
+        assert said == ["The model folder cannot be used. Using the ocr backend instead."]
+        assert broken.load_calls == 1
+    finally:
+        worker.stop()
+
+
+def test_a_spoken_question_goes_to_the_offline_grammar_when_nothing_listens(qtbot, make_app):
+    app = make_app()
+    qtbot.waitUntil(lambda: app.model_state is not None and app.model_state.ready, timeout=60000)
+    assert app.model_state.backend == "ocr" and not app.model_state.listens
+    submits = _recorded_submits(app)
+    app.ask_with_audio(AudioInput(np.zeros(SAMPLE_RATE, np.float32), "microphone"))
+    qtbot.waitUntil(lambda: any("Without the Phi-4 model" in s for s in spoken(app)), timeout=5000)
+    assert submits == []
+
+
+def test_stop_during_a_quiet_transcription_drops_its_result(qtbot):
+    """A spoken explore command is transcribed by a job nobody sees; Stop cancels it like any job."""
+    from app.core.types import JobRequest, Task
+    from app.inference.registry import BackendRegistry
+    from app.jobs.controller import JobController
+    from app.jobs.worker import InferenceWorker
+    from app.speech.drivers.silent import SilentDriver
+    from app.speech.manager import SpeechManager
+    from tests.fakes.scripted_backend import ScriptedBackend
+
+    backend = ScriptedBackend(name="local", chunks=["click ", "Save."], delay=0.3)
+    worker = InferenceWorker(BackendRegistry(Settings(), factories={"local": lambda s: backend}))
+    speech = SpeechManager(SilentDriver())
+    controller = JobController(worker, speech)
+    shown, results = [], []
+    controller.answerChunk.connect(lambda job, text: shown.append(text))
+    audio = AudioInput(np.zeros(SAMPLE_RATE, np.float32), "microphone")
+    try:
+        controller.submit_quiet(JobRequest(Task.TRANSCRIBE, audio=audio), results.append)
+        qtbot.waitUntil(lambda: bool(results), timeout=5000)
+        assert results[0].text == "click Save." and shown == [] and speech.driver.started == []
+        results.clear()
+        controller.submit_quiet(JobRequest(Task.TRANSCRIBE, audio=audio), results.append)
+        qtbot.waitUntil(backend.generating.is_set, timeout=5000)
+        controller.stop()
+        qtbot.wait(800)
+        assert results == []
+    finally:
+        worker.stop()
+        speech.close()
