@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtGui import QGuiApplication
@@ -22,12 +23,20 @@ from PySide6.QtWidgets import QApplication
 
 from app.core.cancel import CancelToken
 from app.core.errors import SightlineError
-from app.core.types import Detail, JobRequest, ModelPhase, ModelState, Task
+from app.core.types import Bounds, Detail, JobRequest, ModelPhase, ModelState, Task
 from app.inference.registry import BackendRegistry
 from app.jobs.controller import JobController
 from app.jobs.worker import InferenceWorker
 from app.settings.schema import Settings
 from app.speech.manager import Priority
+
+if TYPE_CHECKING:  # imported when first used, so the tray appears at once
+    from PySide6.QtGui import QScreen
+
+    from app.commands.voice import VoiceCommandRecognizer
+    from app.jobs.watch import WatchController
+    from app.ui.explore import ExploreController
+    from app.ui.region_selector import RegionSelector
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,13 @@ def _instance_name() -> str:
     user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
     digest = hashlib.sha1(str(paths.config_dir()).encode()).hexdigest()[:10]
     return f"sightline-{user}-{digest}"
+
+
+def _pointer_screen() -> QScreen:
+    """The monitor under the pointer, where the user works (the primary one if none is)."""
+    from PySide6.QtGui import QCursor
+
+    return QGuiApplication.screenAt(QCursor.pos()) or QGuiApplication.primaryScreen()
 
 
 def _make_speech(settings: Settings, earcons):
@@ -92,10 +108,10 @@ class SightlineApp(QObject):
         self._shutting_down = False
         self._download_cancel: CancelToken | None = None
         self._capture_cancel: CancelToken | None = None
-        self._explore = None
-        self._watch = None
-        self._voice = None
-        self._selector = None
+        self._explore: ExploreController | None = None
+        self._watch: WatchController | None = None
+        self._voice: VoiceCommandRecognizer | None = None
+        self._selector: RegionSelector | None = None
         #: the backend that answers next, as the worker last said (None until it says)
         self.model_state: ModelState | None = None
 
@@ -162,7 +178,12 @@ class SightlineApp(QObject):
     def _wire(self) -> None:
         c, w = self.controller, self.window
         self.tray.commandTriggered.connect(self.run_command)
-        c.answerStarted.connect(lambda job, title: (w.begin_answer(job, title), w.present(activate=False)))
+
+        def started(job: int, title: str) -> None:
+            w.begin_answer(job, title)
+            w.present(activate=False)
+
+        c.answerStarted.connect(started)
         c.answerChunk.connect(w.append_chunk)
         c.answerFinished.connect(lambda job, result: w.finish_answer(job, result.backend_display))
         c.answerFailed.connect(w.show_error)
@@ -424,14 +445,13 @@ class SightlineApp(QObject):
         # Say-all: every line is read, continuously, until the end or Stop (no short form).
         self.speech.read_in_full(job_id)
 
-    def _select_region(self, on_chosen: Callable[[int, int, int, int], None], initial=None) -> None:
-        """The region selector on the screen under the pointer's monitor; `on_chosen(x, y, w, h)`
-        runs once the overlay has left the screen, so the chosen part is captured without it."""
+    def _select_region(self, on_chosen: Callable[[int, int, int, int], object], initial=None) -> None:
+        """The region selector on the monitor under the pointer; `on_chosen(x, y, w, h)` runs once
+        the overlay has left the screen, so the chosen part is captured without it."""
         from app.ui.region_selector import RegionSelector
 
-        screen = QGuiApplication.screenAt(QGuiApplication.primaryScreen().geometry().center())
         selector = RegionSelector(
-            screen.geometry(),
+            _pointer_screen().geometry(),
             announce=lambda text: self.say(text, Priority.NOW),
             initial=initial,
             font_pt=self.settings.result_font_size,
@@ -450,7 +470,10 @@ class SightlineApp(QObject):
             lambda x, y, w, h: self._describe(screen.capture_region(x, y, w, h), "Describe a region")
         )
 
-    def _explorer(self):
+    def _describe_item(self, image) -> None:
+        self._describe(image, "Describe the item")
+
+    def _explorer(self) -> ExploreController:
         """The explore mode (app/ui/explore.py), made on first use."""
         from app.ui.explore import ExploreController
 
@@ -458,7 +481,7 @@ class SightlineApp(QObject):
             self._explore = ExploreController(
                 lambda text: self.say(text, Priority.NOW),
                 self.controller.report_error,
-                describe=lambda image: self._describe(image, "Describe the item"),
+                describe=self._describe_item,
                 font_pt=self.settings.result_font_size,
                 parent=self,
             )
@@ -477,24 +500,27 @@ class SightlineApp(QObject):
             self._watch = WatchController(
                 lambda text: self.say(text, Priority.NORMAL), own_windows=own_window_rects, parent=self
             )
-        if self._watch.active:
-            self._watch.stop()
+        watch = self._watch
+        if watch.active:
+            watch.stop()
             return
-        qscreen = QGuiApplication.screenAt(QGuiApplication.primaryScreen().geometry().center())
+        qscreen = _pointer_screen()
         geo, ratio = qscreen.geometry(), qscreen.devicePixelRatio()
         window, initial = None, None
         try:
             b = capture.capture_active_window().bounds
+        except SightlineError:
+            b = None  # no active window: the selector starts in the middle of the screen
+        if b is not None:
             window = (b.x, b.y, b.width, b.height)
             left, top = round((b.x - geo.x()) / ratio), round((b.y - geo.y()) / ratio)
             initial = QRect(left, top, round(b.width / ratio), round(b.height / ratio))
-        except SightlineError:
-            pass  # no active window: the selector starts in the middle of the screen
 
         def start(x: int, y: int, w: int, h: int) -> None:
-            b = capture.capture_region(x, y, w, h).bounds  # clipped to the screen, or a sentence
+            image = capture.capture_region(x, y, w, h)  # clipped to the screen, or a sentence
+            b = image.bounds or Bounds(x, y, image.width, image.height)
             what = "the window" if (x, y, w, h) == window else "the region"
-            self._watch.start((b.x, b.y, b.width, b.height), what)
+            watch.start((b.x, b.y, b.width, b.height), what)
 
         self._select_region(start, initial)
 
@@ -933,7 +959,8 @@ def run_app(argv: list[str] | None = None, on_ready=None) -> int:
 
     # Before Qt connects to D-Bus: never autolaunch a bus that would outlive Sightline.
     log.info("session bus: %s", settle_session_bus())
-    qapp = QApplication.instance() or QApplication(argv or sys.argv[:1])
+    existing = QApplication.instance()
+    qapp = existing if isinstance(existing, QApplication) else QApplication(argv or sys.argv[:1])
     qapp.setApplicationName("Sightline")
     qapp.setApplicationDisplayName("Sightline")
     qapp.setQuitOnLastWindowClosed(False)
