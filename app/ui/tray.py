@@ -6,6 +6,8 @@ state (idle, working, error) by shape as well as colour, and its tooltip says it
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QColor, QIcon, QKeySequence, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QMenu, QPushButton, QSystemTrayIcon, QVBoxLayout, QWidget
@@ -44,9 +46,9 @@ def state_icon(state: str, size: int = 64) -> QIcon:
     return QIcon(pix)
 
 
-def build_menu(parent: QWidget | None, on_command, key_for=None) -> QMenu:
+def build_menu(on_command: Callable[[str], object], key_for: Callable[[str], str] | None = None) -> QMenu:
     """A menu with every command, grouped, each with its description as tooltip and status tip."""
-    menu = QMenu(parent)
+    menu = QMenu()
     menu.setAccessibleName("Sightline menu")
     menu.setToolTipsVisible(True)
     for command in registry.menu_items():
@@ -77,7 +79,7 @@ class FallbackWindow(QWidget):
         self.setWindowTitle("Sightline")
         self.setAccessibleName("Sightline")
         self.setAccessibleDescription("Your desktop has no tray, so Sightline's commands are here.")
-        layout = QVBoxLayout(self)
+        self._layout = QVBoxLayout(self)
         for command in registry.COMMANDS:
             button = QPushButton(command.name, self)
             button.setObjectName(f"button_{command.id}")
@@ -85,8 +87,12 @@ class FallbackWindow(QWidget):
             button.setAccessibleDescription(command.description)
             button.setToolTip(command.description)
             button.clicked.connect(lambda _checked=False, cid=command.id: self.commandTriggered.emit(cid))
-            layout.addWidget(button)
+            self._layout.addWidget(button)
         self.addAction(self._escape_action())
+
+    def insert_button(self, button: QPushButton) -> None:
+        """An extra button above the command buttons."""
+        self._layout.insertWidget(0, button)
 
     def _escape_action(self) -> QAction:
         action = QAction(self)
@@ -100,20 +106,20 @@ class Tray(QObject):
 
     commandTriggered = Signal(str)
 
-    def __init__(self, key_for=None, *, force_fallback: bool = False) -> None:
+    def __init__(self, key_for: Callable[[str], str] | None = None, *, force_fallback: bool = False) -> None:
         super().__init__()
         self.state = "idle"
         self._icons = {s: state_icon(s) for s in STATES}
         self.fallback: FallbackWindow | None = None
         self.icon: QSystemTrayIcon | None = None
+        self.menu: QMenu | None = None
         if not force_fallback and QSystemTrayIcon.isSystemTrayAvailable():
             self.icon = QSystemTrayIcon(self._icons["idle"])
-            self.menu = build_menu(None, self.commandTriggered.emit, key_for)
+            self.menu = build_menu(self.commandTriggered.emit, key_for)
             self.icon.setContextMenu(self.menu)
             self.icon.activated.connect(self._on_activated)
             self.icon.show()
         else:
-            self.menu = None
             self.fallback = FallbackWindow()
             self.fallback.commandTriggered.connect(self.commandTriggered.emit)
             self.fallback.show()
@@ -123,7 +129,7 @@ class Tray(QObject):
     def has_tray(self) -> bool:
         return self.icon is not None
 
-    def _on_activated(self, reason) -> None:
+    def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         # A plain click (or Enter on the icon in screen-reader tray navigation) shows the answers.
         if reason in (QSystemTrayIcon.ActivationReason.Trigger, QSystemTrayIcon.ActivationReason.DoubleClick):
             self.commandTriggered.emit("show_history")
@@ -140,7 +146,9 @@ class Tray(QObject):
             self.fallback.setWindowIcon(self._icons[self.state])
             self.fallback.setWindowTitle(words)
 
-    def add_first_action(self, object_name: str, text: str, description: str, callback) -> None:
+    def add_first_action(
+        self, object_name: str, text: str, description: str, callback: Callable[[], object]
+    ) -> None:
         """An extra action at the top (e.g. "Download the model"), in the menu or the fallback window."""
         if self.menu is not None:
             action = QAction(text, self.menu)
@@ -158,7 +166,7 @@ class Tray(QObject):
             button.setAccessibleDescription(description)
             button.setToolTip(description)
             button.clicked.connect(lambda _checked=False: callback())
-            self.fallback.layout().insertWidget(0, button)
+            self.fallback.insert_button(button)
 
     def raise_(self) -> None:
         if self.fallback is not None:

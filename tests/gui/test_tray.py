@@ -14,7 +14,7 @@ from tests.support.a11y import assert_accessible
 
 def test_menu_has_every_command_with_its_description(qtbot):
     chosen = []
-    menu = build_menu(None, chosen.append, key_for=lambda cid: f"Ctrl+Alt+Shift+Space, {cid[0].upper()}")
+    menu = build_menu(chosen.append, key_for=lambda cid: f"Ctrl+Alt+Shift+Space, {cid[0].upper()}")
     actions = [a for a in menu.actions() if not a.isSeparator()]
     assert [a.data() for a in actions] == [c.id for c in registry.menu_items() if c is not None]
     by_id = {a.data(): a for a in actions}
