@@ -116,6 +116,7 @@ class Fault:
     huge_bytes: int = 0  # an answer of this many bytes of text, in 64 KiB content events
     huge_line: bool = False  # with huge_bytes: all of it in one data line
     echo_token_forms: bool = False  # reject with 401, echoing the token in many forms (body and headers)
+    answer: str | None = None  # answer this text instead of describing the request (e.g. a transcript)
 
 
 @dataclass(frozen=True)
@@ -364,7 +365,11 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a payload the server cannot decode
             self._error(400, f"Invalid media: {type(exc).__name__}", "BadRequestError", "messages")
             return
-        record.answer = answer_for(record.model, record.user_text, record.image_size, record.audio)
+        record.answer = (
+            fault.answer
+            if fault.answer is not None
+            else answer_for(record.model, record.user_text, record.image_size, record.audio)
+        )
         try:
             self._stream(body, record, fault)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
