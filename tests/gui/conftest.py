@@ -116,3 +116,30 @@ def screenshot_dir() -> Path:
     """test-output/screenshots (git-ignored), created on demand."""
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     return SCREENSHOT_DIR
+
+
+@pytest.fixture
+def make_app(qapp, monkeypatch):
+    """`make_app(**settings)`: the whole tray app in-process, with the silent speech spy and no
+    global keys (and no earcons, unless a setting says so); shut down after the test."""
+    from app.settings.schema import Settings
+
+    monkeypatch.setenv("SIGHTLINE_NO_HOTKEYS", "1")
+    apps = []
+
+    def make(**overrides):
+        from app.main import SightlineApp
+
+        overrides.setdefault("earcons", False)
+        app = SightlineApp(qapp, Settings(speech_driver="silent", **overrides))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.shutdown()
+
+
+def spoken(app) -> list[str]:
+    """Every sentence the app's speech spy has started, in order."""
+    return list(app.speech.driver.started)

@@ -3,34 +3,10 @@ with the silent speech spy: first run, the model download, failures, and a clean
 
 from __future__ import annotations
 
-import pytest
-
 from app.core.errors import CaptureError
 from app.inference import model_store
-from app.settings.schema import Settings
+from tests.gui.conftest import spoken
 from tests.support.a11y import assert_accessible
-
-
-@pytest.fixture
-def make_app(qapp, monkeypatch):
-    monkeypatch.setenv("SIGHTLINE_NO_HOTKEYS", "1")
-    apps = []
-
-    def make(**overrides):
-        from app.main import SightlineApp
-
-        settings = Settings(speech_driver="silent", earcons=False, **overrides)
-        app = SightlineApp(qapp, settings)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.shutdown()
-
-
-def spoken(app) -> list[str]:
-    return list(app.speech.driver.started)
 
 
 def test_first_run_without_model_says_so_and_offers_the_download(qtbot, make_app):

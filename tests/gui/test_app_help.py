@@ -3,31 +3,8 @@ silent speech spy records every sentence)."""
 
 from __future__ import annotations
 
-import pytest
-
 from app.core.types import ModelPhase, ModelState
-from app.settings.schema import Settings
-
-
-@pytest.fixture
-def make_app(qapp, monkeypatch):
-    monkeypatch.setenv("SIGHTLINE_NO_HOTKEYS", "1")
-    apps = []
-
-    def make(**overrides):
-        from app.main import SightlineApp
-
-        app = SightlineApp(qapp, Settings(speech_driver="silent", earcons=False, **overrides))
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.shutdown()
-
-
-def spoken(app) -> list[str]:
-    return list(app.speech.driver.started)
+from tests.gui.conftest import spoken
 
 
 def test_the_model_notice_is_said_on_the_first_start_only_then_in_the_help(qtbot, make_app):

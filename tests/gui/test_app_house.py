@@ -7,32 +7,11 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from app.commands import registry as commands
 from app.core.types import SAMPLE_RATE, AudioInput, ModelPhase, ModelState
 from app.settings.schema import Settings
-
-
-@pytest.fixture
-def make_app(qapp, monkeypatch):
-    monkeypatch.setenv("SIGHTLINE_NO_HOTKEYS", "1")
-    apps = []
-
-    def make(**overrides):
-        from app.main import SightlineApp
-
-        app = SightlineApp(qapp, Settings(speech_driver="silent", earcons=False, **overrides))
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.shutdown()
-
-
-def spoken(app) -> list[str]:
-    return list(app.speech.driver.started)
+from tests.gui.conftest import spoken
 
 
 def _recorded_submits(app) -> list:

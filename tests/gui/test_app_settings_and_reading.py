@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.settings.store import load_settings
 from app.ui.settings_dialog import SettingsDialog
-from tests.gui.test_app import make_app, spoken  # noqa: F401 (make_app is a fixture)
+from tests.gui.conftest import spoken
 
 PARAGRAPHS = [
     "First paragraph opens the answer. It has a second sentence.",
@@ -21,7 +21,7 @@ PARAGRAPHS = [
 TEXT = "\n\n".join(PARAGRAPHS)
 
 
-def _ready(qtbot, make_app):  # noqa: F811
+def _ready(qtbot, make_app):
     """A new app, once its text-recognition engine has loaded (so no thread is busy at the end)."""
     app = make_app()
     news: list = []
