@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.services import start_services, stop_services  # noqa: E402
 
 
 def _proc_status() -> dict[str, str]:
@@ -178,15 +179,7 @@ def main() -> int:
     parser.add_argument("--model", help="a Phi-4-multimodal folder; default: build the tiny test model")
     args = parser.parse_args()
 
-    state = None
-    if not os.environ.get("SIGHTLINE_TEST_SERVICES"):
-        state = tempfile.mkdtemp(prefix="sightline-bench-")
-        subprocess.run(
-            [str(ROOT / "scripts" / "services.sh"), "start", state], check=True, stdout=subprocess.DEVNULL
-        )
-        for line in Path(state, "env").read_text().splitlines():
-            key, _, value = line.removeprefix("export ").partition("=")
-            os.environ[key] = value
+    state = start_services()
     home = tempfile.mkdtemp(prefix="sightline-soak-home-")
     os.environ.update(SIGHTLINE_HOME=home, QT_QPA_PLATFORM="xcb", SIGHTLINE_NO_HOTKEYS="1")
     out: dict = {}
@@ -227,8 +220,7 @@ def main() -> int:
         out = soak["run"].report()
         out["exit"] = code
     finally:
-        if state:
-            subprocess.run([str(ROOT / "scripts" / "services.sh"), "stop", state], check=False)
+        stop_services(state)
 
     print(json.dumps(out))
     threads, py_threads = out["os_threads_start_end"], out["py_threads_start_end"]

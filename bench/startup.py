@@ -33,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.services import start_services, stop_services  # noqa: E402
+
 BARE_TRAY = """
 import sys, time
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
@@ -255,15 +257,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    state = None
-    if not os.environ.get("SIGHTLINE_TEST_SERVICES"):
-        state = tempfile.mkdtemp(prefix="sightline-bench-")
-        subprocess.run(
-            [str(ROOT / "scripts" / "services.sh"), "start", state], check=True, stdout=subprocess.DEVNULL
-        )
-        for line in Path(state, "env").read_text().splitlines():
-            key, _, value = line.removeprefix("export ").partition("=")
-            os.environ[key] = value
+    state = start_services()
     ocr_settings = json.dumps({"version": 1, "speech_driver": "silent", "earcons": False})
     try:
         with tempfile.TemporaryDirectory(prefix="sightline-bench-home-") as home:
@@ -303,8 +297,7 @@ def main() -> int:
                     args.runs,
                 )
     finally:
-        if state:
-            subprocess.run([str(ROOT / "scripts" / "services.sh"), "stop", state], check=False)
+        stop_services(state)
 
     med = statistics.median
     print("Sightline start-up and idle (median of runs; this machine: 2 cores, Xvfb, no GPU)")

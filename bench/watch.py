@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.services import start_services, stop_services  # noqa: E402
 from bench.startup import _cpu_seconds, _start, _stop, _wait  # noqa: E402
 
 TEXTS = [
@@ -141,15 +142,7 @@ def main() -> int:
     parser.add_argument("--period", type=float, default=2.5, help="seconds between text changes")
     args = parser.parse_args()
 
-    state = None
-    if not os.environ.get("SIGHTLINE_TEST_SERVICES"):
-        state = tempfile.mkdtemp(prefix="sightline-bench-")
-        subprocess.run(
-            [str(ROOT / "scripts" / "services.sh"), "start", state], check=True, stdout=subprocess.DEVNULL
-        )
-        for line in Path(state, "env").read_text().splitlines():
-            key, _, value = line.removeprefix("export ").partition("=")
-            os.environ[key] = value
+    state = start_services()
     try:
         with tempfile.TemporaryDirectory(prefix="sightline-bench-home-") as home:
             env = dict(os.environ, SIGHTLINE_HOME=home, QT_QPA_PLATFORM="xcb", PYTHONUNBUFFERED="1")
@@ -161,8 +154,7 @@ def main() -> int:
             result = whole_app(env, args.idle, args.period)
             look, read = look_vs_read()
     finally:
-        if state:
-            subprocess.run([str(ROOT / "scripts" / "services.sh"), "stop", state], check=False)
+        stop_services(state)
 
     lat = [x * 1000 for x in result["latencies"]]
     load = os.getloadavg()[0]
