@@ -21,7 +21,9 @@ import logging
 import os
 import stat
 import sys
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ def _machine_id() -> str | None:
     return None
 
 
-def _user_bus(env) -> str | None:
+def _user_bus(env: Mapping[str, str]) -> str | None:
     runtime = env.get("XDG_RUNTIME_DIR")
     if not runtime:
         return None
@@ -53,7 +55,7 @@ def _user_bus(env) -> str | None:
     return None
 
 
-def autolaunched_bus(display_name: str) -> str | None | bool:
+def autolaunched_bus(display_name: str) -> str | None | Literal[False]:
     """The address of the bus dbus-launch autolaunched on this X display; None when there is none;
     False when that cannot be found out (no X library, the display refuses)."""
     try:
@@ -89,7 +91,7 @@ def autolaunched_bus(display_name: str) -> str | None | bool:
         conn.close()
 
 
-def settle_session_bus(environ: dict[str, str] | None = None) -> str:
+def settle_session_bus(environ: MutableMapping[str, str] | None = None) -> str:
     """Set DBUS_SESSION_BUS_ADDRESS in `environ` (os.environ) so no bus is autolaunched. Returns
     what was decided, for the log."""
     env = os.environ if environ is None else environ

@@ -70,9 +70,8 @@ def _desktop_quote(arg: str) -> str:
     return f'"{inner}"'
 
 
-def is_enabled(platform: str | None = None) -> bool:
-    platform = platform or sys.platform
-    if platform == "win32":
+def is_enabled() -> bool:
+    if sys.platform == "win32":
         import winreg
 
         try:
@@ -81,19 +80,18 @@ def is_enabled(platform: str | None = None) -> bool:
             return True
         except OSError:
             return False
-    if platform == "darwin":
+    if sys.platform == "darwin":
         return _mac_agent_file().exists()
     return _xdg_autostart_file().exists()
 
 
-def set_enabled(enabled: bool, command: list[str] | None = None, platform: str | None = None) -> None:
+def set_enabled(enabled: bool, command: list[str] | None = None) -> None:
     """Turn starting at login on or off. Raises AutostartError (with a sentence) if the system refuses."""
-    platform = platform or sys.platform
     command = command or launch_command()
     try:
-        if platform == "win32":
+        if sys.platform == "win32":
             _set_windows(enabled, command)
-        elif platform == "darwin":
+        elif sys.platform == "darwin":
             _set_file(_mac_agent_file(), _launch_agent(command) if enabled else None)
         else:
             _set_file(_xdg_autostart_file(), _desktop_entry(command) if enabled else None)
@@ -112,18 +110,20 @@ def _set_file(path: Path, text: str | None) -> None:
     os.replace(tmp, path)
 
 
-def _set_windows(enabled: bool, command: list[str]) -> None:
-    import subprocess
-    import winreg
+if sys.platform == "win32":  # winreg exists only there (and its type stubs say so)
 
-    with winreg.CreateKey(winreg.HKEY_CURRENT_USER, RUN_KEY) as key:
-        if enabled:
-            winreg.SetValueEx(key, RUN_VALUE, 0, winreg.REG_SZ, subprocess.list2cmdline(command))
-        else:
-            try:
-                winreg.DeleteValue(key, RUN_VALUE)
-            except FileNotFoundError:
-                pass
+    def _set_windows(enabled: bool, command: list[str]) -> None:
+        import subprocess
+        import winreg
+
+        with winreg.CreateKey(winreg.HKEY_CURRENT_USER, RUN_KEY) as key:
+            if enabled:
+                winreg.SetValueEx(key, RUN_VALUE, 0, winreg.REG_SZ, subprocess.list2cmdline(command))
+            else:
+                try:
+                    winreg.DeleteValue(key, RUN_VALUE)
+                except FileNotFoundError:
+                    pass
 
 
 def _launch_agent(command: list[str]) -> str:
