@@ -29,7 +29,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from app.core.text import safe_text
@@ -321,14 +321,6 @@ class SpeechManager:
         """Rate, voice and volume; they apply from the next utterance."""
         self._settings = value.clamped()
 
-    def set_voice(
-        self, *, rate_wpm: int | None = None, voice: str | None = None, volume: float | None = None
-    ):
-        changes = {
-            k: v for k, v in (("rate_wpm", rate_wpm), ("voice", voice), ("volume", volume)) if v is not None
-        }
-        self.settings = replace(self._settings, **changes)
-
     @property
     def speaking(self) -> bool:
         with self._cond:
@@ -547,7 +539,7 @@ class SpeechManager:
                     message = "There are no more paragraphs." if reading.complete else "No more text yet."
                 else:
                     target, message = reading.paragraph_starts[number], ""
-        if target is None:
+        if reading is None or target is None:
             self.speak(message, Priority.NOW)
             return False
         self.stop()

@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -30,6 +31,22 @@ STREAM_RATE = 22050
 BLOCK_FRAMES = 256  # ~12 ms at 22 kHz: the longest a stop can wait for the callback
 IDLE_CLOSE_SECONDS = 8.0
 CANCEL_CHECK = 0.25  # the longest a cancel without a stop goes unseen by Clip.wait_for_audio
+
+
+class OutputStream(Protocol):
+    """The part of sounddevice.OutputStream the player uses."""
+
+    @property
+    def active(self) -> bool: ...
+
+    @property
+    def latency(self) -> float: ...
+
+    def start(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(eq=False)
@@ -171,7 +188,7 @@ class AudioPlayer:
         self._device = device
         self._rate = rate
         self._lock = threading.Lock()
-        self._stream = None
+        self._stream: OutputStream | None = None
         # Any thread -> audio callback: play/stop commands travel through this queue.
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._speech = _Channel()
@@ -243,7 +260,7 @@ class AudioPlayer:
             try:
                 import sounddevice as sd
 
-                self._stream = sd.OutputStream(
+                stream: OutputStream = sd.OutputStream(
                     samplerate=self._rate,
                     channels=1,
                     dtype="float32",
@@ -252,11 +269,12 @@ class AudioPlayer:
                     device=self._device,
                     callback=self._callback,
                 )
-                self._stream.start()
+                self._stream = stream
+                stream.start()
             except Exception as exc:
                 self._stream = None
                 raise DeviceError("No sound device could be opened.", detail=repr(exc)) from exc
-            log.debug("audio stream open at %d Hz, latency %.3f s", self._rate, self._stream.latency)
+            log.debug("audio stream open at %d Hz, latency %.3f s", self._rate, stream.latency)
             if self._reaper is None or not self._reaper.is_alive():
                 self._reaper = threading.Thread(
                     target=self._reap_idle, name="sightline-audio-idle", daemon=True

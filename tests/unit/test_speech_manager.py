@@ -157,7 +157,7 @@ def test_cancel_of_another_job_leaves_the_current_one_alone(manager, spy):
 
 
 def test_settings_reach_the_driver(manager, spy):
-    manager.set_voice(rate_wpm=250, volume=0.5, voice="en-gb")
+    manager.settings = VoiceSettings(rate_wpm=250, volume=0.5, voice="en-gb")
     manager.speak("configured")
     speak_through(spy, 1)
     assert spy.log[-1].settings == VoiceSettings(rate_wpm=250, voice="en-gb", volume=0.5)

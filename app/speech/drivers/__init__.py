@@ -102,18 +102,6 @@ def pick_driver(
     return SilentDriver(), []
 
 
-def list_voices(driver: str | SpeechDriver) -> list[Voice]:
-    """The voices a driver offers (empty when it cannot run here)."""
-    own = isinstance(driver, str)
-    drv = make_driver(driver) if own else driver
-    try:
-        ok, _ = drv.check()
-        return drv.list_voices() if ok else []
-    finally:
-        if own:
-            drv.close()
-
-
 __all__ = [
     "DRIVER_ORDER",
     "BufferDriver",
@@ -123,7 +111,6 @@ __all__ = [
     "VoiceSettings",
     "canonical_name",
     "fallback_chain",
-    "list_voices",
     "make_driver",
     "pick_driver",
 ]
