@@ -78,7 +78,7 @@ def _sd():
 
 
 def _pa_code(exc: BaseException) -> int | None:
-    args = getattr(exc, "args", ())
+    args = exc.args
     if len(args) >= 2 and isinstance(args[1], int):
         return args[1]
     return None

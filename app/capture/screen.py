@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from app.core.errors import CaptureError, InputError
 from app.core.types import Bounds, ImageInput
@@ -52,8 +53,21 @@ OwnWindows = Callable[[], "list[tuple[int, int, int, int]]"]
 _own_windows: OwnWindows | None = None
 OWN_WINDOW_FILL = 128  # the grey that replaces Sightline's own windows in a capture
 ONLY_OWN_WINDOW = "There is only Sightline's own window there. Switch to the window you want, then try again."
+
+
+class _ScreenGrabber(Protocol):
+    """The part of an mss instance used here."""
+
+    @property
+    def monitors(self) -> list[dict[str, Any]]: ...
+
+    def grab(self, monitor: dict[str, int]) -> Any: ...
+
+    def close(self) -> None: ...
+
+
 _mss_lock = threading.Lock()
-_mss_cache: dict[str, object] = {}
+_mss_cache: dict[str, _ScreenGrabber] = {}
 
 
 @dataclass(frozen=True)
@@ -137,7 +151,7 @@ def _no_display_error() -> CaptureError:
     )
 
 
-def _mss():
+def _mss() -> _ScreenGrabber:
     """A cached mss instance for the current display (creating one costs about 30 ms)."""
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
         raise _no_display_error()
@@ -381,6 +395,7 @@ def capture_pointer(
 
     pixels = np.ascontiguousarray(outer.pixels[y0:y1, x0:x1])
     b = outer.bounds
+    assert b is not None  # _grab always says where its image lies
     return ImageInput(
         pixels, "pointer", Bounds(b.x + x0, b.y + y0, x1 - x0, y1 - y0), captured_at=outer.captured_at
     )
@@ -534,7 +549,7 @@ def capture(
 
 def pointer_position() -> tuple[int, int]:
     """The mouse pointer, in mss's coordinates."""
-    if sys.platform.startswith("win"):
+    if sys.platform == "win32":
         return _win_pointer()
     if sys.platform == "darwin":
         return _mac_pointer()
@@ -545,7 +560,7 @@ def pointer_position() -> tuple[int, int]:
 
 
 def _active_window_rect() -> tuple[int, int, int, int]:
-    if sys.platform.startswith("win"):
+    if sys.platform == "win32":
         return _win_active_window()
     if sys.platform == "darwin":
         return _mac_active_window()
@@ -556,32 +571,31 @@ def _active_window_rect() -> tuple[int, int, int, int]:
 
 
 # Windows (untested here): the process is DPI-aware once mss is created, so these are physical pixels.
+if sys.platform == "win32":  # ctypes.windll exists only there (and its type stubs say so)
 
+    def _win_pointer() -> tuple[int, int]:
+        from ctypes import wintypes
 
-def _win_pointer() -> tuple[int, int]:
-    from ctypes import wintypes
+        _mss()
+        pt = wintypes.POINT()
+        if not ctypes.windll.user32.GetCursorPos(ctypes.byref(pt)):
+            raise CaptureError("Sightline cannot find the mouse pointer.")
+        return pt.x, pt.y
 
-    _mss()
-    pt = wintypes.POINT()
-    if not ctypes.windll.user32.GetCursorPos(ctypes.byref(pt)):
-        raise CaptureError("Sightline cannot find the mouse pointer.")
-    return pt.x, pt.y
+    def _win_active_window() -> tuple[int, int, int, int]:
+        from ctypes import wintypes
 
-
-def _win_active_window() -> tuple[int, int, int, int]:
-    from ctypes import wintypes
-
-    _mss()
-    hwnd = ctypes.windll.user32.GetForegroundWindow()
-    if not hwnd:
-        raise CaptureError("No window is active, so there is no window to capture.")
-    rect = wintypes.RECT()
-    # DWMWA_EXTENDED_FRAME_BOUNDS (9): the visible frame, without the invisible resize borders.
-    if ctypes.windll.dwmapi.DwmGetWindowAttribute(
-        wintypes.HWND(hwnd), 9, ctypes.byref(rect), ctypes.sizeof(rect)
-    ) != 0 and not ctypes.windll.user32.GetWindowRect(hwnd, ctypes.byref(rect)):
-        raise CaptureError("Sightline cannot find where the active window is.")
-    return rect.left, rect.top, rect.right - rect.left, rect.bottom - rect.top
+        _mss()
+        hwnd = ctypes.windll.user32.GetForegroundWindow()
+        if not hwnd:
+            raise CaptureError("No window is active, so there is no window to capture.")
+        rect = wintypes.RECT()
+        # DWMWA_EXTENDED_FRAME_BOUNDS (9): the visible frame, without the invisible resize borders.
+        if ctypes.windll.dwmapi.DwmGetWindowAttribute(
+            wintypes.HWND(hwnd), 9, ctypes.byref(rect), ctypes.sizeof(rect)
+        ) != 0 and not ctypes.windll.user32.GetWindowRect(hwnd, ctypes.byref(rect)):
+            raise CaptureError("Sightline cannot find where the active window is.")
+        return rect.left, rect.top, rect.right - rect.left, rect.bottom - rect.top
 
 
 # macOS (untested here): coordinates in points, as mss's monitors are.
