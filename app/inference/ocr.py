@@ -17,12 +17,16 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.core.cancel import CancelToken
 from app.core.errors import BackendUnavailableError, InputError
 from app.core.types import JobRequest, Task, Usage
 from app.inference.base import BackendCheck, Capabilities, ModelBackend
 from app.settings.schema import Settings
+
+if TYPE_CHECKING:
+    from rapidocr import RapidOCR
 
 # Images larger than this on their long side are shrunk before recognition: a 4K screen takes
 # about three times as long at full size and its UI text is drawn large enough to survive it.
@@ -296,7 +300,7 @@ class OcrBackend(ModelBackend):
     def __init__(self, settings: Settings | None = None):
         super().__init__()
         self.settings = settings or Settings()
-        self._engine = None
+        self._engine: RapidOCR | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -330,9 +334,14 @@ class OcrBackend(ModelBackend):
         return BackendCheck(True)
 
     def load(self, cancel: CancelToken) -> None:
+        self._loaded_engine(cancel)
+
+    def _loaded_engine(self, cancel: CancelToken) -> RapidOCR:
+        """The engine, loaded now if it is not yet: the caller keeps it, so an unload on another
+        thread (a backend switch, quitting) never leaves it calling None."""
         with self._lock:
             if self._engine is not None:
-                return
+                return self._engine
             files = _model_files()
             if files is None:
                 raise BackendUnavailableError(
@@ -367,6 +376,7 @@ class OcrBackend(ModelBackend):
                     "Text recognition could not start.", detail=f"{type(exc).__name__}: {exc}"
                 ) from exc
             self._engine = engine
+            return engine
 
     def unload(self) -> None:
         with self._lock:
@@ -384,8 +394,7 @@ class OcrBackend(ModelBackend):
         """
         import numpy as np
 
-        if self._engine is None:
-            self.load(CancelToken())
+        engine = self._loaded_engine(CancelToken())
         h, w = pixels.shape[:2]
         scale = 1.0
         if max(h, w) > MAX_SIDE:
@@ -396,9 +405,7 @@ class OcrBackend(ModelBackend):
         bgr = np.ascontiguousarray(pixels[..., ::-1])  # the engine takes OpenCV's channel order
         with self._lock:  # one recognition at a time: the engine keeps per-call state
             # Every option is passed on every call: the engine remembers the last call's options.
-            result = self._engine(
-                bgr, use_det=True, use_cls=maybe_upside_down, use_rec=True, return_word_box=words
-            )
+            result = engine(bgr, use_det=True, use_cls=maybe_upside_down, use_rec=True, return_word_box=words)
         boxes = getattr(result, "boxes", None)
         txts = getattr(result, "txts", None)
         if boxes is None or not txts:
@@ -424,10 +431,10 @@ class OcrBackend(ModelBackend):
     def generate(self, request: JobRequest, cancel: CancelToken) -> Iterator[str]:
         self.usage = Usage()
         check = self.supports(request)
-        if not check.ok:
+        image = request.image
+        if not check.ok or image is None:  # supports() refuses a request without an image
             raise InputError(check.reason[0].upper() + check.reason[1:] + ".")
         cancel.raise_if_cancelled()
-        image = request.image
         blocks = reading_order(self.recognise(image.pixels, maybe_upside_down=image.source == "camera"))
         cancel.raise_if_cancelled()
         words = sum(len(line.split()) for block in blocks for line in block)

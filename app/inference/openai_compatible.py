@@ -1174,9 +1174,12 @@ class ServerClient:
 
 
 def _int(value: object) -> int:
+    """A count from JSON: a number or a numeric string; anything else (null, a list) is 0."""
+    if not isinstance(value, int | float | str):
+        return 0
     try:
         return max(0, int(value or 0))
-    except (TypeError, ValueError, OverflowError):
+    except (ValueError, OverflowError):
         return 0
 
 
