@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QFontMetrics
@@ -271,13 +272,12 @@ class SettingsDialog(QDialog):
         column = QVBoxLayout(body)
         everyday = self._form()
         column.addLayout(everyday)
-        advanced_box: QGroupBox | None = None
         advanced: QFormLayout | None = None
         for f in fields_in_group(group):
             info: FieldInfo = f.metadata["info"]
             form = everyday
             if info.advanced:
-                if advanced_box is None:
+                if advanced is None:
                     advanced_box = QGroupBox("More settings")
                     advanced_box.setAccessibleName("More settings")
                     advanced = self._form()
@@ -382,8 +382,10 @@ class SettingsDialog(QDialog):
             combo.addItems(options)
             combo.setCurrentText(str(value))
             _describe(combo, name, help_text)
-            combo.lineEdit().setAccessibleName(name)
-            combo.lineEdit().setAccessibleDescription(help_text)
+            line_edit = combo.lineEdit()
+            assert line_edit is not None  # an editable combo box always has one
+            line_edit.setAccessibleName(name)
+            line_edit.setAccessibleDescription(help_text)
             return _Field(f.name, combo, lambda: combo.currentText().strip())
         edit = QLineEdit(str(value))
         _describe(edit, name, help_text)
@@ -477,7 +479,7 @@ class SettingsDialog(QDialog):
 
     def settings(self) -> Settings:
         """A Settings from the values in the controls (key problems are not checked here)."""
-        values = {name: field_.get() for name, field_ in self._fields.items()}
+        values: dict[str, Any] = {name: field_.get() for name, field_ in self._fields.items()}
         _prefix, keys, chords = self._key_values()
         default_keys, default_chords = effective_keys(), effective_chords()
         values["command_keys"] = tuple((cid, key) for cid, key in keys.items() if key != default_keys[cid])
@@ -547,6 +549,8 @@ class SettingsDialog(QDialog):
         found: list[QWidget] = []
         for index in range(self.tabs.count()):
             page = self.tabs.widget(index)
+            if page is None:
+                continue
             for widget in page.findChildren(QWidget):
                 focusable = widget.focusPolicy() & Qt.FocusPolicy.TabFocus
                 if focusable and widget.isEnabled() and widget.isVisibleTo(page):
