@@ -101,6 +101,7 @@ class ExploreWindow(QWidget):
         self.map = screen_map
         self._announce = announce
         self._done = False
+        self._closed = False
         self.setObjectName("exploreWindow")
         self.setWindowTitle(WINDOW_TITLE)
         self.setAccessibleName("Explore the screen")
@@ -332,9 +333,13 @@ class ExploreWindow(QWidget):
         self.hide()
         # Let the window disappear from the screen before the click, so the click reaches the
         # application under it.
-        QTimer.singleShot(CLICK_DELAY_MS, lambda: self._emit_click(x, y, button, text))
+        # Closed meanwhile (explore started again), the window drops the click; deleted, it is the
+        # timer's context, so the timer goes with it instead of emitting from a deleted object.
+        QTimer.singleShot(CLICK_DELAY_MS, self, lambda: self._emit_click(x, y, button, text))
 
     def _emit_click(self, x: int, y: int, button: str, text: str) -> None:
+        if self._closed:
+            return
         self.clickRequested.emit(x, y, button, text)
         self.close()
 
@@ -344,6 +349,7 @@ class ExploreWindow(QWidget):
         self.close()
 
     def closeEvent(self, event):  # noqa: N802 (Qt override)
+        self._closed = True
         self.closed.emit()
         super().closeEvent(event)
 

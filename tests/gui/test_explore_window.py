@@ -308,3 +308,11 @@ def test_ctrl_r_in_explore_chooses_a_part_of_the_explored_area_and_escape_cancel
     QTest.keyClick(selector, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: explore.active, timeout=5000)
     assert fake_capture == [(110, 80, 400, 300)]
+
+
+def test_explore_started_again_during_the_click_delay_drops_the_click(explore, qtbot):
+    explore.open_on()
+    explore.act_on_phrase("click Save")
+    explore.close()  # the explore key again, before the click: the window is gone, so is the click
+    qtbot.wait(3 * 200)
+    assert clicks(explore.events) == [] and explore.window is None
