@@ -2,11 +2,10 @@
 
 - Priorities: NOW interrupts whatever is speaking and drops queued NEXT and NORMAL utterances;
   NEXT goes to the front of the queue (behind other NOW/NEXT ones) without interrupting; NORMAL
-  queues. `interject()` interrupts and then resumes what was interrupted; `pause()`/`resume()` hold
-  and restart the current sentence.
+  queues.
 - `stop()` silences at once and empties the queue. `cancel_job(job_id)` drops that job's queued and
   current utterances, and any that arrive later for it.
-- Long answers: `short_form()` / `speak_answer()` / `answer_stream()` speak the first sentences up
+- Long answers: `short_form()` / `answer_stream()` speak the first sentences up
   to a limit, then "The full answer is on screen."; the UI shows the whole text.
 - Reading (say-all): `read_all()` reads a whole text continuously until its end or stop(), and
   `read_in_full(job_id)` lets a streamed answer be read whole. The last answer stays the current
@@ -58,18 +57,6 @@ class Utterance:
     reading: Reading | None = None  # the text this sentence belongs to, if any
     index: int = -1  # its sentence number in that reading
     whole: bool = True  # False when only the beginning of the sentence is spoken
-
-    def again(self) -> Utterance:
-        """The same utterance to be said again (after an interjection or a pause)."""
-        return Utterance(
-            self.id,
-            self.text,
-            self.priority,
-            self.job_id,
-            reading=self.reading,
-            index=self.index,
-            whole=self.whole,
-        )
 
 
 class Reading:
@@ -295,7 +282,6 @@ class SpeechManager:
         # kept in priority order, guarded by self._cond).
         self._queue: list[Utterance] = []
         self._current: Utterance | None = None
-        self._paused = False
         self._closing = False
         self._cancelled_jobs: deque = deque(maxlen=256)
         self._reading: Reading | None = None  # the last answer or text read, and where we are in it
@@ -320,11 +306,6 @@ class SpeechManager:
     def settings(self, value: VoiceSettings) -> None:
         """Rate, voice and volume; they apply from the next utterance."""
         self._settings = value.clamped()
-
-    @property
-    def speaking(self) -> bool:
-        with self._cond:
-            return self._current is not None
 
     def pending(self) -> list[str]:
         """Texts waiting to be spoken, in order."""
@@ -380,23 +361,6 @@ class SpeechManager:
             self._emit("dropped", u, detail="replaced by an urgent message")
         return utt.id
 
-    def interject(self, text: str, job_id: Hashable | None = None) -> int | None:
-        """Interrupts, says `text`, then resumes: the interrupted sentence is said again from its
-        start and the queue continues as it was."""
-        text = (text or "").strip()
-        if not text:
-            return None
-        utt = Utterance(next(self._ids), text, Priority.NOW, job_id)
-        with self._cond:
-            if self._closing:
-                return None
-            cur = self._interrupt_locked()
-            again = [] if cur is None else [cur.again()]
-            self._queue = [utt] + again + self._queue
-            self._cond.notify_all()
-        self._after_interrupt(cur)
-        return utt.id
-
     def stop(self) -> None:
         """Silence now and forget everything queued."""
         with self._cond:
@@ -420,54 +384,12 @@ class SpeechManager:
         for u in dropped:
             self._emit("dropped", u, detail="job cancelled")
 
-    def pause(self) -> None:
-        """Silence now but keep the queue; resume() says the interrupted sentence again."""
-        with self._cond:
-            self._paused = True
-            cur = self._interrupt_locked()
-            if cur is not None:
-                self._queue.insert(0, cur.again())
-            self._cond.notify_all()
-        self._after_interrupt(cur)
-
-    def resume(self) -> None:
-        with self._cond:
-            self._paused = False
-            self._cond.notify_all()
-
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Blocks until nothing is queued or speaking (or paused with nothing speaking)."""
+        """Blocks until nothing is queued or speaking."""
         with self._cond:
-            return self._cond.wait_for(
-                lambda: self._current is None and (not self._queue or self._paused), timeout
-            )
+            return self._cond.wait_for(lambda: self._current is None and not self._queue, timeout)
 
     # -- long answers --------------------------------------------------------------------------
-
-    def short_form(self, text: str) -> SpokenForm:
-        return short_form(text, self.rule)
-
-    def speak_answer(
-        self, text: str, job_id: Hashable | None = None, priority: Priority = Priority.NORMAL
-    ) -> SpokenForm:
-        """Speaks a finished answer under the long-text rule; returns what is spoken and shown.
-        The answer becomes the current reading: continue_reading() goes on after the short form."""
-        reading = self._start_reading(Reading.of(text, job_id))
-        budget = _Budget(self.rule)
-        spoken: list[str] = []
-        for index, sentence in enumerate(reading.sentences):
-            admitted = budget.admit(sentence)
-            if admitted:
-                # Only the first sentence of a NOW answer interrupts; the rest follow it.
-                level = priority if not spoken or priority != Priority.NOW else Priority.NEXT
-                self._speak_sentence(reading, index, admitted, level, whole=admitted == sentence)
-                spoken.append(admitted)
-            if budget.truncated:
-                break
-        if budget.truncated:
-            self.speak(self.rule.note, Priority.NEXT if priority == Priority.NOW else priority, job_id)
-            spoken.append(self.rule.note)
-        return SpokenForm(tuple(spoken), budget.truncated, text)
 
     def answer_stream(
         self, job_id: Hashable | None = None, priority: Priority = Priority.NORMAL, full: bool = False
@@ -585,10 +507,6 @@ class SpeechManager:
         )
         return self._enqueue(utt)
 
-    def earcon(self, name: str) -> None:
-        if self.earcons is not None:
-            self.earcons.play(name)
-
     # -- lifecycle -----------------------------------------------------------------------------
 
     def close(self, timeout: float = 5.0) -> None:
@@ -655,7 +573,7 @@ class SpeechManager:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._closing and (self._paused or not self._queue):
+                while not self._closing and not self._queue:
                     self._cond.wait()
                 if self._closing:
                     self._cond.notify_all()

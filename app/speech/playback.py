@@ -228,9 +228,6 @@ class AudioPlayer:
         """Silence the speech channel now (the earcon channel keeps playing)."""
         self._commands.put(("stop", "speech", None))
 
-    def stop_all(self) -> None:
-        self._commands.put(("stop", "all", None))
-
     def wait(self, clip: Clip, cancel_event: threading.Event | None = None, timeout: float = 120.0) -> bool:
         """Blocks until `clip` ends or `cancel_event` is set. Returns True if it played to the end."""
         deadline = time.monotonic() + timeout
@@ -328,15 +325,10 @@ class AudioPlayer:
                 op, channel, clip = self._commands.get_nowait()
             except queue.Empty:
                 break
-            targets = (
-                [self._speech, self._earcon]
-                if channel == "all"
-                else [self._speech if channel == "speech" else self._earcon]
-            )
-            for target in targets:
-                target.drop(interrupted=True)
+            target = self._speech if channel == "speech" else self._earcon
+            target.drop(interrupted=True)
             if op == "play":
-                targets[0].clip = clip
+                target.clip = clip
         buf = outdata[:, 0]
         buf.fill(0.0)
         active = self._speech.fill(buf, self._rate)

@@ -32,7 +32,6 @@ class SpeakOutcome:
     sentences: int
     seconds: float  # wall time from start to the end of speech
     out: Path | None = None
-    audio_seconds: float = 0.0  # length of the written file
 
 
 def _sentences(text: str) -> list[str]:
@@ -120,9 +119,7 @@ def _speak_to_file(
                 sf.write(str(out), audio, int(rate or 22050), subtype="PCM_16")
             except (OSError, RuntimeError) as exc:
                 raise SightlineError(f"Could not write {out.name}.", detail=repr(exc)) from exc
-            return SpeakOutcome(
-                name, len(sentences), time.monotonic() - started, out, len(audio) / float(rate or 22050)
-            )
+            return SpeakOutcome(name, len(sentences), time.monotonic() - started, out)
         except SpeechDriverError as exc:
             log.warning("speech driver %s failed (%s); trying the next", name, exc.detail)
             errors.append(f"{name}: {exc.detail}")
@@ -160,15 +157,6 @@ def speech_devices(with_voices: bool = True, max_voices: int | None = None) -> l
         finally:
             drv.close()
     return rows
-
-
-def default_driver_name(preference: str | None = "auto") -> str:
-    """The driver `auto` (or the preference) would use here."""
-    drv, rest = pick_driver(preference)
-    name = drv.name
-    for d in [drv, *rest]:
-        d.close()
-    return name
 
 
 OWN_VOICE_ORDER = ("pyttsx3", "espeak", "screen_reader", "silent")

@@ -93,33 +93,6 @@ def test_now_sentences_of_one_message_follow_each_other(manager, spy):
     assert spy.interrupted == ["background"]
 
 
-def test_interject_interrupts_then_resumes(manager, spy):
-    manager.speak("sentence A")
-    manager.speak("sentence B")
-    assert spy.wait_started(1)
-    manager.interject("Copied.")
-    assert spy.wait_ended(1)  # "sentence A" was cut
-    speak_through(spy, 3)
-    assert manager.wait_idle(5)
-    # A was cut, "Copied." was said, then A again from its start, then B.
-    assert spy.started == ["sentence A", "Copied.", "sentence A", "sentence B"]
-    assert spy.spoken == ["Copied.", "sentence A", "sentence B"]
-
-
-def test_pause_and_resume_repeat_the_cut_sentence(manager, spy):
-    manager.speak("alpha")
-    manager.speak("beta")
-    assert spy.wait_started(1)
-    manager.pause()
-    assert spy.wait_ended(1)
-    assert spy.interrupted == ["alpha"]
-    assert manager.wait_idle(5)  # paused: nothing speaks
-    assert manager.pending() == ["alpha", "beta"]
-    manager.resume()
-    speak_through(spy, 2)
-    assert spy.spoken == ["alpha", "beta"]
-
-
 def test_stop_silences_and_clears(manager, spy):
     for text in ("a", "b", "c"):
         manager.speak(text)
@@ -223,14 +196,6 @@ def test_streamed_answer_starts_at_the_first_sentence_and_stops_at_the_budget(sp
     assert spy.spoken[-1] == FULL_ANSWER_NOTE
     assert spy.spoken.count(FULL_ANSWER_NOTE) == 1
     assert form.full_text == LONG
-
-
-def test_speak_answer_queues_the_short_form(spy):
-    with SpeechManager(spy, rule=LongTextRule(max_chars=80, max_sentences=2)) as m:
-        form = m.speak_answer(LONG, job_id=3)
-        speak_through(spy, len(form.sentences))
-        assert m.wait_idle(5)
-    assert spy.spoken == list(form.sentences) and spy.spoken[-1] == FULL_ANSWER_NOTE
 
 
 # -- driver failure --------------------------------------------------------------------------

@@ -122,7 +122,9 @@ def test_read_in_full_reads_a_streamed_answer_whole(manager, spy):
 
 
 def test_repeat_after_a_short_form_reads_everything(manager, spy):
-    form = manager.speak_answer(TEXT)
+    answer = manager.answer_stream()
+    answer.feed(TEXT)
+    form = answer.finish()
     assert form.truncated
     hear(spy, 5)
     assert manager.wait_idle(5)

@@ -57,8 +57,6 @@ class Voice:
 class SpeechDriver(ABC):
     name: str = "driver"
     label: str = "Speech driver"
-    # True if the driver produces samples that can be written to a WAV file.
-    can_synthesize: bool = False
 
     @abstractmethod
     def check(self) -> tuple[bool, str]:
@@ -91,8 +89,6 @@ class BufferDriver(SpeechDriver):
     Stop is the player's job: it drops the clip on its next audio block, whatever the engine is
     doing. A watchdog bounds synthesis: no samples within `synth_timeout` means the engine hangs.
     """
-
-    can_synthesize = True
 
     def __init__(self, player=None, synth_timeout: float = DEFAULT_SYNTH_TIMEOUT) -> None:
         self._player = player
