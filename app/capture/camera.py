@@ -395,8 +395,3 @@ def capture(
         quality.note,
     )
     return ImageInput(pixels=pixels, source="camera", note=quality.note)
-
-
-def capture_photo(source: int | str = 0, *, document: bool = False, **kwargs) -> ImageInput:
-    """The name the CLI and the tray call: `capture()` with the same arguments."""
-    return capture(source, document=document, **kwargs)

@@ -8,7 +8,6 @@ applied. Extremely thin images (a 1900 x 30 toolbar strip) are accepted: the bac
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -132,13 +131,3 @@ def load_image(path: str | os.PathLike) -> ImageInput:
 
     pixels = _decode(opener, f"The file {p.name}")
     return ImageInput(pixels, "file", Bounds(0, 0, int(pixels.shape[1]), int(pixels.shape[0])))
-
-
-def image_from_bytes(data: bytes, source: str = "file") -> ImageInput:
-    """Decode image bytes (a paste, a download, a camera JPEG) into an ImageInput."""
-    if not data:
-        raise InputError("The image is empty.")
-    from PIL import Image
-
-    pixels = _decode(lambda: Image.open(io.BytesIO(data)), "The image")
-    return ImageInput(pixels, source, Bounds(0, 0, int(pixels.shape[1]), int(pixels.shape[0])))

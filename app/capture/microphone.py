@@ -200,10 +200,6 @@ class Recorder:
         """True from start() until stop(), the maximum length, or the device going away."""
         return self._stream is not None and not self._finished.is_set() and not self._limit.is_set()
 
-    def wait_for_limit(self, timeout: float) -> bool:
-        """Block until the maximum length stopped the recording (True) or `timeout` passed."""
-        return self._limit.wait(timeout)
-
     # -- start ------------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -404,10 +400,3 @@ class Recorder:
             source="microphone",
             captured_at=audio.captured_at,
         )
-
-    def toggle(self) -> AudioInput | None:
-        """Press-again mode: start when idle (returns None), stop when recording (returns the audio)."""
-        if self._stream is None:
-            self.start()
-            return None
-        return self.stop()

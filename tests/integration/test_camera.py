@@ -257,7 +257,7 @@ def test_stream_url_is_read_like_a_camera(tmp_path):
     assert image.source == "camera" and DARK in image.note
 
 
-def test_capture_photo_is_the_same_capture(tmp_path):
+def test_only_a_document_capture_advises_on_the_page(tmp_path):
     video = str(mv.still_video(tmp_path / "page.avi", mv.page_cut_bottom()))
-    assert camera.capture_photo(video, document=True).note.endswith("Move the page up.")
-    assert camera.capture_photo(video).note == ""
+    assert camera.capture(video, document=True).note.endswith("Move the page up.")
+    assert camera.capture(video).note == ""

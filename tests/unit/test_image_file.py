@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.capture.image_file import MIN_SIDE, image_from_bytes, load_image
+from app.capture.image_file import MIN_SIDE, load_image
 from app.core.errors import InputError
 
 
@@ -121,13 +121,6 @@ def test_decompression_bomb_is_refused(tmp_path):
     with pytest.raises(InputError) as err:
         load_image(path)
     assert "too large" in _sentence(err.value)
-    with pytest.raises(InputError, match="too large"):
-        image_from_bytes(path.read_bytes())
-
-
-def test_empty_bytes():
-    with pytest.raises(InputError, match="empty"):
-        image_from_bytes(b"")
 
 
 # --- good input ---------------------------------------------------------------------------------
@@ -222,16 +215,6 @@ def test_exif_orientation_is_applied(tmp_path):
     assert (image.width, image.height) == (30, 60)  # shown upright: portrait
     r, g, b = (int(v) for v in image.pixels[3, 26])  # stored top-left is now top-right
     assert r > 200 and g < 60 and b < 60
-
-
-def test_image_from_bytes_keeps_the_source():
-    buf = io.BytesIO()
-    Image.new("RGB", (40, 20), (1, 2, 3)).save(buf, "PNG")
-    image = image_from_bytes(buf.getvalue(), source="camera")
-    assert image.source == "camera" and (image.width, image.height) == (40, 20)
-    assert tuple(image.pixels[0, 0]) == (1, 2, 3)
-    with pytest.raises(InputError, match="not an image"):
-        image_from_bytes(b"definitely not an image at all")
 
 
 def test_float_tiff_with_nan_and_infinity_opens_without_a_warning(tmp_path):
