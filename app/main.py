@@ -543,14 +543,9 @@ class SightlineApp(QObject):
             self._describe(image, "Read a document" if document else "Describe the camera view", task)
 
         def failed(exc: BaseException) -> None:
-            if token.cancelled:
-                return
-            self._capture_cancel = None
-            if isinstance(exc, SightlineError):
-                self.controller.report_error(exc.sentence)
-            else:
-                log.error("camera capture failed", exc_info=exc)
-                self.controller.report_error(f"The camera picture failed ({type(exc).__name__}).")
+            if not token.cancelled:
+                self._capture_cancel = None
+                self._task_failed(exc, "The camera picture")
 
         self.tasks.run(
             lambda: capture(int(source) if source.isdigit() else source, document=document, cancel=token),
@@ -612,13 +607,37 @@ class SightlineApp(QObject):
 
             self.controller.submit_quiet(JobRequest(task=Task.TRANSCRIBE, audio=audio), heard)
             return
-        from app.commands.voice import recognize_explore_phrase
+        from app.commands.voice import VoiceCommandRecognizer, recognize_explore_phrase
+        from app.inference.screen_map import parse_spoken_action
 
-        phrase = recognize_explore_phrase(audio, explore.labels())
-        if phrase is None:
-            self.controller.report_error("I did not catch that. Say click, then the words of the item.")
-            return
-        explore.act_on_phrase(phrase)
+        if self._voice is None:
+            self._voice = VoiceCommandRecognizer()
+        voice, labels = self._voice, explore.labels()
+
+        def heard_offline(phrase: str | None) -> None:
+            parsed = parse_spoken_action(phrase) if phrase else None
+            if parsed is None:
+                self.controller.report_error("I did not catch that. Say click, then the words of an item.")
+                return
+            # The grammar puts any speech onto the screen's words (an unrelated sentence can come
+            # out as "click open"), so without the model it only goes to the item and says it;
+            # Enter clicks it, Shift and Enter right-clicks.
+            explore.act_on_phrase(f"find {parsed[1]}")
+
+        self.tasks.run(
+            lambda: recognize_explore_phrase(audio, labels, voice),
+            heard_offline,
+            lambda exc: self._task_failed(exc, "Listening"),
+            name="sightline-voice",
+        )
+
+    def _task_failed(self, exc: BaseException, what: str) -> None:
+        """A task of self.tasks failed: its sentence, or a plain one (the traceback goes to the log)."""
+        if isinstance(exc, SightlineError):
+            self.controller.report_error(exc.sentence)
+        else:
+            log.error("%s failed", what, exc_info=exc)
+            self.controller.report_error(f"{what} failed ({type(exc).__name__}). The details are in the log.")
 
     def ask_with_audio(self, audio, image=None) -> None:
         """A spoken question, with or without a picture of the screen."""
