@@ -88,43 +88,6 @@ def token_from_keyring(server_url: str) -> Secret | None:
     return None
 
 
-def find_token(server_url: str, env_var: str) -> Secret | None:
-    """The token to send to `server_url`: the environment variable first, then the keyring."""
-    return token_from_env(env_var) or token_from_keyring(server_url)
-
-
-def save_token(server_url: str, token: str) -> None:
-    """Store the token for this server in the OS keyring. Raises ServerError if there is none."""
-    from app.core.errors import ServerError
-
-    try:
-        import keyring
-
-        keyring.set_password(KEYRING_SERVICE, server_origin(server_url), token)
-    except Exception as exc:  # keyring backends raise many kinds; none may carry the token out
-        raise ServerError(
-            "The access token could not be saved: this computer has no working keyring.",
-            detail=redact(f"{type(exc).__name__}: {exc}", token),
-        ) from None
-
-
-def delete_token(server_url: str) -> bool:
-    """Remove this server's token from the keyring. True if one was there."""
-    try:
-        import keyring
-        from keyring.errors import PasswordDeleteError
-
-        keyring.delete_password(KEYRING_SERVICE, server_origin(server_url))
-        return True
-    except ImportError:
-        return False
-    except PasswordDeleteError:
-        return False
-    except Exception as exc:
-        log.debug("the keyring entry could not be removed: %s", type(exc).__name__)
-        return False
-
-
 #: A run of this many characters of a token is enough to hide: shorter runs are too common to matter.
 MIN_REDACT = 8
 

@@ -56,7 +56,7 @@ from app.core.errors import BackendUnavailableError, Cancelled, InputError, Serv
 from app.core.types import AudioInput, Detail, ImageInput, JobRequest, Usage
 from app.inference.base import BackendCheck, Capabilities, ModelBackend
 from app.inference.credentials import Secret, redact
-from app.inference.phi4_local import _grid_for, image_token_count, pad_thin_image
+from app.inference.phi4_local import _grid_for, pad_thin_image
 from app.inference.prompts import build_prompt
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,6 @@ class RequestTimings:
     first_event: float = 0.0  # the first SSE event of the answer
     first_token: float = 0.0  # the first piece of text was handed on
     total: float = 0.0
-    request_bytes: int = 0
     attempts: int = 0
 
 
@@ -282,11 +281,6 @@ def size_for_server(
     if _fitted_size(width, height, server_crops) == wanted:
         return width, height  # the server scales it up to the same size itself
     return wanted
-
-
-def server_image_tokens(width: int, height: int, server_crops: int = SERVER_MAX_CROPS) -> int:
-    """The image tokens the server makes of an image of this size (its processor's arithmetic)."""
-    return image_token_count(width, height, server_crops)
 
 
 @dataclass(frozen=True)
@@ -1372,7 +1366,6 @@ class OpenAICompatibleBackend(ModelBackend):
         )
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         state.timings.encode = state.mark()
-        state.timings.request_bytes = len(body)
         log.info(
             "job %s: asking %s (model %s, %s, %d bytes)",
             request.job_id,

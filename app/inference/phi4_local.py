@@ -400,8 +400,6 @@ class Phi4LocalBackend(ModelBackend):
         self.notice = ""
         self.device = ""  # "cuda", "mps" or "cpu" once loaded
         self.dtype_name = ""
-        #: the language model's attention implementation once loaded
-        self.attn_implementation = ""
         #: attn_implementation per sub-config, as passed to from_pretrained
         self.attention: dict[str, str] = {}
         self._end_ids: list[int] = []
@@ -684,7 +682,6 @@ class Phi4LocalBackend(ModelBackend):
 
         self._processor = processor
         self._end_ids = end_ids
-        self.attn_implementation = language
         self.attention = attention_plan(language)
         self._adapter_state = "unset"
         self._use_adapter(None)

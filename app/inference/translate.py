@@ -4,8 +4,11 @@ Phi-4-multimodal's vision was trained for English (its model card), so "answer i
 picture is a gamble. For a picture with any other answer language, the model describes it in
 English with the vision adapter, then the same model translates that description with its text
 path (no adapter), and the translation streams sentence by sentence. Typed and spoken questions
-without a picture are answered directly: the model reads and writes text in 23 languages and
-understands speech in 8 (both lists below, from the model card).
+without a picture are answered directly: the model reads and writes text in 23 languages (Arabic,
+Chinese, Czech, Danish, Dutch, English, Finnish, French, German, Hebrew, Hungarian, Italian,
+Japanese, Korean, Norwegian, Polish, Portuguese, Russian, Spanish, Swedish, Thai, Turkish,
+Ukrainian) and understands speech in 8 (English, Chinese, German, French, Italian, Japanese,
+Spanish, Portuguese), as its model card says.
 """
 
 from __future__ import annotations
@@ -14,34 +17,6 @@ from dataclasses import replace
 
 from app.core.types import JobRequest, Task
 
-#: Text languages of Phi-4-multimodal-instruct (model card).
-TEXT_LANGUAGES = (
-    "Arabic",
-    "Chinese",
-    "Czech",
-    "Danish",
-    "Dutch",
-    "English",
-    "Finnish",
-    "French",
-    "German",
-    "Hebrew",
-    "Hungarian",
-    "Italian",
-    "Japanese",
-    "Korean",
-    "Norwegian",
-    "Polish",
-    "Portuguese",
-    "Russian",
-    "Spanish",
-    "Swedish",
-    "Thai",
-    "Turkish",
-    "Ukrainian",
-)
-#: Languages its speech adapter understands (model card).
-AUDIO_LANGUAGES = ("English", "Chinese", "German", "French", "Italian", "Japanese", "Spanish", "Portuguese")
 #: Vision: English only.
 VISION_LANGUAGE = "English"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from app.core.types import Detail
-from app.inference.openai_compatible import SERVER_MAX_CROPS, server_image_tokens, size_for_server
+from app.inference.openai_compatible import SERVER_MAX_CROPS, size_for_server
 from app.inference.phi4_local import image_token_count
 
 SIZES = {
@@ -32,17 +32,17 @@ SIZES = {
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 def test_the_server_spends_the_local_token_count(size, detail):
     sent = size_for_server(*size, detail.max_crops)
-    assert server_image_tokens(*sent) == image_token_count(*size, detail.max_crops)
+    assert image_token_count(*sent, SERVER_MAX_CROPS) == image_token_count(*size, detail.max_crops)
 
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 def test_high_detail_is_the_servers_cap_and_says_so(size):
     # The server's dynamic_hd caps every request: high detail cannot exceed it, whatever is sent.
     sent = size_for_server(*size, Detail.HIGH.max_crops)
-    assert server_image_tokens(*sent) == image_token_count(*size, SERVER_MAX_CROPS)
+    assert image_token_count(*sent, SERVER_MAX_CROPS) == image_token_count(*size, SERVER_MAX_CROPS)
     # A server started with a higher cap gives high detail its local count.
     wider = size_for_server(*size, Detail.HIGH.max_crops, server_crops=36)
-    assert server_image_tokens(*wider, server_crops=36) == image_token_count(*size, 36)
+    assert image_token_count(*wider, 36) == image_token_count(*size, 36)
 
 
 @pytest.mark.parametrize(
@@ -57,10 +57,10 @@ def test_high_detail_is_the_servers_cap_and_says_so(size):
 )
 def test_the_figures_of_the_issue(size, detail, tokens, old_tokens):
     sent = size_for_server(*size, detail.max_crops)
-    assert server_image_tokens(*sent) == tokens
+    assert image_token_count(*sent, SERVER_MAX_CROPS) == tokens
     if old_tokens is not None:  # what the old 1792 x 1008 / 896 x 504 downscale cost on the server
         old = {Detail.NORMAL: (1792, 1008), Detail.LOW: (896, 504)}[detail]
-        assert server_image_tokens(*old) == old_tokens
+        assert image_token_count(*old, SERVER_MAX_CROPS) == old_tokens
 
 
 @pytest.mark.parametrize("detail", list(Detail))
