@@ -129,7 +129,6 @@ class SettingsDialog(QDialog):
     ):
         super().__init__(parent)
         self._initial = settings
-        self._first = settings
         self._announce = announce or (lambda sentence: None)
         self._platform = platform
         self._voice_combo: QComboBox | None = None
@@ -191,7 +190,7 @@ class SettingsDialog(QDialog):
     def _load_voices(self, voices: Callable[[], Sequence] | None) -> None:
         if voices is None or self._voice_combo is None:
             return
-        self._voice_relay = relay = _VoiceRelay(self)
+        relay = _VoiceRelay(self)
         relay.loaded.connect(self._fill_voices)
 
         def run() -> None:  # voice-listing thread: hands the list over through the queued signal
@@ -529,10 +528,6 @@ class SettingsDialog(QDialog):
     def reject(self) -> None:
         self._result = None
         super().reject()
-
-    def applied_settings(self) -> Settings | None:
-        """What Apply last sent to the app (None if Apply was not used)."""
-        return self._initial if self._initial is not self._first else None
 
     # --- for tests and the accessibility walk ----------------------------------------------------
 

@@ -324,7 +324,6 @@ def test_cancel_after_apply_keeps_what_was_applied(qtbot):
     d.reject()
     assert len(applied) == 1 and applied[0].high_contrast is True
     assert d.result_settings() is None  # nothing more to save after Cancel
-    assert d.applied_settings() == applied[0]
 
 
 def test_title_and_empty_text_fields_are_named_and_described(dialog):
