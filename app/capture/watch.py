@@ -149,8 +149,6 @@ class Watcher:
         self.interval = float(interval)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sightline-watch", daemon=True)
-        self.looks = 0  # frames compared
-        self.reads = 0  # bands recognised
 
     def start(self) -> None:
         self._thread.start()
@@ -188,7 +186,6 @@ class Watcher:
         h = frame.shape[0]
         band = frame[top:bottom]
         rgb = np.ascontiguousarray(band[..., 2::-1] if band.shape[2] == 4 else band)
-        self.reads += 1
         out = []
         for text, _x0, y0, _x1, y1 in sorted(self._recognise(rgb), key=lambda ln: (ln[2], ln[1])):
             cut_top = top > 0 and y0 <= 1
@@ -212,7 +209,6 @@ class Watcher:
             while not self._stop.wait(pause):
                 started = time.perf_counter()
                 frame = self._frame()
-                self.looks += 1
                 small = grey(frame)
                 cost = time.perf_counter() - started
                 pause = min(MAX_INTERVAL, max(self.interval, cost / LOOK_SHARE))
