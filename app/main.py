@@ -31,8 +31,6 @@ from app.settings.schema import Settings
 from app.speech.manager import Priority
 
 if TYPE_CHECKING:  # imported when first used, so the tray appears at once
-    from PySide6.QtGui import QScreen
-
     from app.commands.voice import VoiceCommandRecognizer
     from app.jobs.watch import WatchController
     from app.ui.explore import ExploreController
@@ -55,13 +53,6 @@ def _instance_name() -> str:
     user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
     digest = hashlib.sha1(str(paths.config_dir()).encode()).hexdigest()[:10]
     return f"sightline-{user}-{digest}"
-
-
-def _pointer_screen() -> QScreen:
-    """The monitor under the pointer, where the user works (the primary one if none is)."""
-    from PySide6.QtGui import QCursor
-
-    return QGuiApplication.screenAt(QCursor.pos()) or QGuiApplication.primaryScreen()
 
 
 def _make_speech(settings: Settings, earcons):
@@ -445,16 +436,14 @@ class SightlineApp(QObject):
         # Say-all: every line is read, continuously, until the end or Stop (no short form).
         self.speech.read_in_full(job_id)
 
-    def _select_region(self, on_chosen: Callable[[int, int, int, int], object], initial=None) -> None:
-        """The region selector on the monitor under the pointer; `on_chosen(x, y, w, h)` runs once
-        the overlay has left the screen, so the chosen part is captured without it."""
-        from app.ui.region_selector import RegionSelector
+    def _select_region(self, on_chosen: Callable[[int, int, int, int], object], area=None) -> None:
+        """The region selector, starting on `area` (else in the middle of the monitor under the
+        pointer); `on_chosen(x, y, w, h)` runs once its overlay has left the screen, so the chosen
+        part is captured without it."""
+        from app.ui.region_selector import selector_on
 
-        selector = RegionSelector(
-            _pointer_screen().geometry(),
-            announce=lambda text: self.say(text, Priority.NOW),
-            initial=initial,
-            font_pt=self.settings.result_font_size,
+        selector = selector_on(
+            area, lambda text: self.say(text, Priority.NOW), font_pt=self.settings.result_font_size
         )
         selector.regionSelected.connect(
             lambda x, y, w, h: QTimer.singleShot(150, lambda: self.run_guarded(lambda: on_chosen(x, y, w, h)))
@@ -490,11 +479,10 @@ class SightlineApp(QObject):
     def cmd_watch(self) -> None:
         """Stop the watch that runs; else choose what to watch: the region selector opens on the
         active window, so Enter watches the window and the arrows make it a region."""
-        from PySide6.QtCore import QRect
-
         from app.capture import screen as capture
         from app.jobs.watch import WatchController
         from app.ui.own_windows import own_window_rects
+        from app.ui.region_selector import active_window_area
 
         if self._watch is None:
             self._watch = WatchController(
@@ -504,17 +492,8 @@ class SightlineApp(QObject):
         if watch.active:
             watch.stop()
             return
-        qscreen = _pointer_screen()
-        geo, ratio = qscreen.geometry(), qscreen.devicePixelRatio()
-        window, initial = None, None
-        try:
-            b = capture.capture_active_window().bounds
-        except SightlineError:
-            b = None  # no active window: the selector starts in the middle of the screen
-        if b is not None:
-            window = (b.x, b.y, b.width, b.height)
-            left, top = round((b.x - geo.x()) / ratio), round((b.y - geo.y()) / ratio)
-            initial = QRect(left, top, round(b.width / ratio), round(b.height / ratio))
+        area = active_window_area()  # Enter alone watches the window
+        window = None if area is None else (area.x, area.y, area.width, area.height)
 
         def start(x: int, y: int, w: int, h: int) -> None:
             image = capture.capture_region(x, y, w, h)  # clipped to the screen, or a sentence
@@ -522,7 +501,7 @@ class SightlineApp(QObject):
             what = "the window" if (x, y, w, h) == window else "the region"
             watch.start((b.x, b.y, b.width, b.height), what)
 
-        self._select_region(start, initial)
+        self._select_region(start, area)
 
     def take_camera_picture(self, document: bool) -> None:
         """The camera's picture is taken off the GUI thread (opening a camera and reading its

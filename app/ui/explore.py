@@ -455,25 +455,9 @@ class ExploreController(QObject):
             QTimer.singleShot(OVERLAY_DELAY_MS, lambda: self._choose_region(area))
 
     def _choose_region(self, area) -> None:
-        from app.capture import screen as capture
-        from app.ui.region_selector import RegionSelector
+        from app.ui.region_selector import active_window_area, selector_on
 
-        if area is None:
-            try:
-                area = capture.capture_active_window().bounds
-            except SightlineError:
-                area = None  # no active window: the selector starts in the middle of the screen
-        qscreen = None
-        if area is not None:
-            qscreen = QGuiApplication.screenAt(QRect(area.x, area.y, area.width, area.height).center())
-        qscreen = qscreen or QGuiApplication.primaryScreen()
-        geo, ratio = qscreen.geometry(), qscreen.devicePixelRatio()
-        initial = None
-        if area is not None:
-            # Screen origins are native pixels in Qt; the selector works in logical pixels.
-            left, top = round((area.x - geo.x()) / ratio), round((area.y - geo.y()) / ratio)
-            initial = QRect(left, top, round(area.width / ratio), round(area.height / ratio))
-        selector = RegionSelector(geo, announce=self._announce, initial=initial, font_pt=self.font_pt)
+        selector = selector_on(area or active_window_area(), self._announce, font_pt=self.font_pt)
         selector.regionSelected.connect(self._region_chosen)
         selector.cancelled.connect(self._region_cancelled)
         self.selector = selector

@@ -426,3 +426,35 @@ class RegionSelector(QWidget):
         p.setPen(QPen(color, 2))
         p.drawRect(box.adjusted(1, 1, -1, -1))
         p.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+
+
+def selector_on(
+    area: Bounds | None, announce: Callable[[str], None] | None = None, *, font_pt: int = DEFAULT_FONT_PT
+) -> RegionSelector:
+    """A region selector that starts on `area` (physical screen pixels: a window, an explored
+    part), on the monitor that holds it; with no area, in the middle of the monitor under the
+    pointer. Enter alone then takes the area as it is; the arrows make it a part of it."""
+    from PySide6.QtGui import QCursor
+
+    qscreen = None
+    if area is not None:
+        qscreen = QGuiApplication.screenAt(QRect(area.x, area.y, area.width, area.height).center())
+    qscreen = qscreen or QGuiApplication.screenAt(QCursor.pos()) or QGuiApplication.primaryScreen()
+    geo, ratio = qscreen.geometry(), qscreen.devicePixelRatio()
+    initial = None
+    if area is not None:
+        # Screen origins are native pixels in Qt; the selector works in logical pixels.
+        left, top = round((area.x - geo.x()) / ratio), round((area.y - geo.y()) / ratio)
+        initial = QRect(left, top, round(area.width / ratio), round(area.height / ratio))
+    return RegionSelector(geo, announce=announce, initial=initial, font_pt=font_pt)
+
+
+def active_window_area() -> Bounds | None:
+    """Where the active window is, or None when there is none."""
+    from app.capture import screen as capture
+    from app.core.errors import SightlineError
+
+    try:
+        return capture.capture_active_window().bounds
+    except SightlineError:
+        return None
