@@ -234,14 +234,14 @@ class ScreenMap:
         if not scored:
             return None
         scored.sort(key=lambda m: (-m[0], m[1], m[2], m[3], m[4] or 0))
-        word_lines = {i for _s, _r, i, _k, j in scored if j is not None}
-        seen = set()
-        for _score, _rank, i, _kind, j in scored:
-            if j is None and i in word_lines:
+        word_lines = {line for _s, _r, line, _k, word in scored if word is not None}
+        seen: set[tuple[int, int | None]] = set()
+        for _score, _rank, line, _kind, word in scored:
+            if word is None and line in word_lines:
                 continue  # the word itself is the match, not the whole line around it
-            if (i, j) not in seen:
-                seen.add((i, j))
-                self._matches.append((i, j))
+            if (line, word) not in seen:
+                seen.add((line, word))
+                self._matches.append((line, word))
         return self.find_next()
 
     def find_next(self) -> Item | None:

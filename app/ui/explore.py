@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QRect, Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QGuiApplication
@@ -50,6 +51,9 @@ from app.inference.screen_map import (
     target_variants,
 )
 from app.ui.theme import DEFAULT_FONT_PT, clamp_font_pt
+
+if TYPE_CHECKING:
+    from app.ui.region_selector import RegionSelector
 
 log = logging.getLogger(__name__)
 
@@ -258,9 +262,9 @@ class ExploreWindow(QWidget):
         self._close_find()
         if not query:
             return
-        self.find(query)
+        self.find_text(query)
 
-    def find(self, query: str) -> Item | None:
+    def find_text(self, query: str) -> Item | None:
         """Go to the best match for `query` and say it (it is not clicked: Enter does that)."""
         item = self.map.find(query)
         if item is None:
@@ -387,7 +391,7 @@ class ExploreController(QObject):
         self._image = None
         self.font_pt = font_pt
         self.window: ExploreWindow | None = None
-        self.selector = None  # the RegionSelector while a region is being chosen
+        self.selector: RegionSelector | None = None  # while a region is being chosen
         self._request = 0
         self._relay = _Relay(self)
         self._relay.done.connect(self._on_done)
