@@ -1,4 +1,5 @@
-"""Logging to the user log dir. Screens, audio and answers are never logged unless diagnostics is on.
+"""Logging to the user log dir. Screens, recordings and the words of questions and answers are never
+logged at the normal level (what was heard is logged only with --verbose).
 
 The log folder is private to the user (0700) and every log file, rotated ones too, is 0600: the
 log names files, devices and errors of the user's own work.

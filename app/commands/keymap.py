@@ -347,19 +347,6 @@ def find_conflicts(
     return found
 
 
-def conflict_sentences(
-    prefix: str,
-    keys: Mapping[str, str],
-    chords: Mapping[str, str] | None = None,
-    *,
-    platform: str | None = None,
-) -> list[str]:
-    """The conflicts as sentences only (errors first)."""
-    conflicts = find_conflicts(prefix, keys, chords, platform=platform)
-    conflicts.sort(key=lambda c: c.severity != "error")
-    return [c.sentence for c in conflicts]
-
-
 def effective_keys(overrides: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
     """command id -> key after the prefix: each command's default, replaced by the user's choice."""
     from app.commands.registry import COMMANDS

@@ -51,7 +51,6 @@ class JobController(QObject):
         self.speak_answers = True
         self._token: CancelToken | None = None
         self._job_id: int | None = None
-        self._title = ""
         self._answer: AnswerSpeech | None = None
         self._quiet: Callable[[JobResult], None] | None = None
         self._got_chunk = False
@@ -87,7 +86,6 @@ class JobController(QObject):
         token = CancelToken()
         self._token = token
         self._job_id = request.job_id
-        self._title = title
         self._got_chunk = False
         self._submitted_at = time.perf_counter()
         self.first_speech_latency = None

@@ -346,14 +346,6 @@ class Settings:
         step=5.0,
         suffix=" seconds",
     )
-    # Privacy: screens, audio and answers are never logged unless this is on.
-    diagnostics: bool = _s(
-        False,
-        "Keep diagnostic logs",
-        "Writes screens, recordings and answers to the log to help with problems. Off keeps them private.",
-        "general",
-        advanced=True,
-    )
     # Keys. The prefix chord, then one key (see app.commands.keymap).
     hotkey_prefix: str = _s(
         _default_prefix(),

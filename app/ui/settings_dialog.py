@@ -85,7 +85,7 @@ PAGE_HELP = {
     "speech": "How answers are given: voice, rate, volume and sounds.",
     "keys": "The prefix keys, the key for each command, and direct shortcuts.",
     "capture": "The area around the mouse, the camera and the microphone.",
-    "general": "Text size, high contrast, starting at login and diagnostics.",
+    "general": "Text size, high contrast and starting at login.",
 }
 
 

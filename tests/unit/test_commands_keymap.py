@@ -11,7 +11,6 @@ from app.commands.keymap import (
     KeyParseError,
     LayerEvent,
     bindings_from_settings,
-    conflict_sentences,
     default_prefix,
     effective_keys,
     find_conflicts,
@@ -255,3 +254,9 @@ def test_a_key_held_past_the_limit_counts_as_let_go(layer):
     assert layer.poll() == [LayerEvent("released", "ask_voice")]
     assert layer.held_keys == frozenset()
     assert layer.press(key("q")) is None  # the still-held key's repeats are plain typing now
+
+
+def conflict_sentences(prefix, keys, chords=None, *, platform=None) -> list[str]:
+    """The conflicts as sentences, errors first."""
+    conflicts = find_conflicts(prefix, keys, chords, platform=platform)
+    return [c.sentence for c in sorted(conflicts, key=lambda c: c.severity != "error")]
