@@ -5,6 +5,7 @@ audio server) shows as a reason instead of hiding the others."""
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from app.core.errors import SightlineError
 
@@ -22,65 +23,45 @@ def _section(fn) -> list[dict]:
         return [{"available": False, "reason": reason, "summary": f"unavailable: {reason}"}]
 
 
+def _row(summary: str, **fields) -> dict:
+    """One usable device: its fields, then `available` and `summary`, in that order in the JSON."""
+    return {**fields, "available": True, "summary": summary}
+
+
 def _monitors() -> list[dict]:
     from app.capture.screen import list_monitors
 
-    rows = []
-    for m in list_monitors():
-        if m.index == 0:
-            continue  # "all monitors together" is a capture mode, not a device
-        summary = f"Monitor {m.index}: {m.width} by {m.height} at {m.x}, {m.y}" + (
-            " (primary)" if m.primary else ""
+    return [
+        _row(
+            f"Monitor {m.index}: {m.width} by {m.height} at {m.x}, {m.y}"
+            + (" (primary)" if m.primary else ""),
+            **asdict(m),
         )
-        rows.append(
-            {
-                "index": m.index,
-                "x": m.x,
-                "y": m.y,
-                "width": m.width,
-                "height": m.height,
-                "primary": m.primary,
-                "name": m.name,
-                "available": True,
-                "summary": summary,
-            }
-        )
-    return rows
+        for m in list_monitors()
+        if m.index != 0  # "all monitors together" is a capture mode, not a device
+    ]
 
 
 def _cameras() -> list[dict]:
     from app.capture.camera import list_cameras
 
-    return [
-        {
-            "index": c.index,
-            "name": c.name,
-            "path": c.path,
-            "available": True,
-            "summary": f"Camera {c.index}: {c.name}",
-        }
-        for c in list_cameras()
-    ]
+    return [_row(f"Camera {c.index}: {c.name}", **asdict(c)) for c in list_cameras()]
 
 
 def _microphones() -> list[dict]:
     from app.capture.microphone import list_microphones
 
-    rows = []
-    for m in list_microphones():
-        summary = f"Microphone {m.index}: {m.name}" + (" (default)" if m.is_default else "")
-        rows.append(
-            {
-                "index": m.index,
-                "name": m.name,
-                "channels": m.channels,
-                "default_samplerate": m.default_samplerate,
-                "default": m.is_default,
-                "available": True,
-                "summary": summary,
-            }
+    return [
+        _row(
+            f"Microphone {m.index}: {m.name}" + (" (default)" if m.is_default else ""),
+            index=m.index,
+            name=m.name,
+            channels=m.channels,
+            default_samplerate=m.default_samplerate,
+            default=m.is_default,
         )
-    return rows
+        for m in list_microphones()
+    ]
 
 
 def _speech() -> list[dict]:
