@@ -406,31 +406,27 @@ def _print_json(obj) -> None:
 # ---------------------------------------------------------------- commands
 
 
-def cmd_describe(args) -> int:
+def _image_command(args, name: str, camera_task: Task, task: Task, *, document: bool = False) -> int:
+    """describe and read: one image, with the camera's own task when it comes from the camera."""
     settings = _load_settings(args)
-    image = _image_from_args(args, settings)
+    image = _image_from_args(args, settings, document=document)
     if image is None:  # argparse requires one image option; this is a guard, not a path users take
         raise UsageError(
-            "Describe needs an image: --image, --screen, --window, --region, --pointer or --camera."
+            f"{name} needs an image: --image, --screen, --window, --region, --pointer or --camera."
         )
     if image.note:
         print(image.note, file=sys.stderr)
-    if args.camera is not None:
-        task = Task.CAMERA_SCENE
-    else:
-        task = Task.DESCRIBE_FULL if args.detail == "full" else Task.DESCRIBE_BRIEF
+    task = camera_task if args.camera is not None else task
     return _run_and_print(args, settings, [JobRequest(task=task, image=image, **_request_common(settings))])
+
+
+def cmd_describe(args) -> int:
+    task = Task.DESCRIBE_FULL if args.detail == "full" else Task.DESCRIBE_BRIEF
+    return _image_command(args, "Describe", Task.CAMERA_SCENE, task)
 
 
 def cmd_read(args) -> int:
-    settings = _load_settings(args)
-    image = _image_from_args(args, settings, document=True)
-    if image is None:
-        raise UsageError("Read needs an image: --image, --screen, --window, --region, --pointer or --camera.")
-    if image.note:
-        print(image.note, file=sys.stderr)
-    task = Task.CAMERA_DOCUMENT if args.camera is not None else Task.READ_TEXT
-    return _run_and_print(args, settings, [JobRequest(task=task, image=image, **_request_common(settings))])
+    return _image_command(args, "Read", Task.CAMERA_DOCUMENT, Task.READ_TEXT, document=True)
 
 
 def cmd_ask(args) -> int:
