@@ -40,7 +40,7 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import signal  # noqa: E402
 import threading  # noqa: E402
-from collections.abc import Iterable  # noqa: E402
+from collections.abc import Callable, Iterable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from app import __version__  # noqa: E402
@@ -403,6 +403,16 @@ def _print_json(obj) -> None:
     print(escape_unsafe_in_json(json.dumps(obj, ensure_ascii=not utf, default=str)))
 
 
+def _report(args, ok: bool, failure: int, to_json: Callable[[], object], lines: Iterable[str]) -> int:
+    """model and server: the object to_json() gives with --json, else each line; 0 if ok, else failure."""
+    if args.json:
+        _print_json(to_json())
+    else:
+        for line in lines:
+            print(safe_text(line))
+    return ExitCode.OK if ok else failure
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -467,20 +477,12 @@ def cmd_model(args) -> int:
     folder = model_store.default_model_folder(settings)
     if args.model_command == "status":
         status = model_store.model_status(folder)
-        if args.json:
-            _print_json(status)
-        else:
-            print(safe_text(status["sentence"]))
-        return ExitCode.OK if status["state"] == "ready" else ExitCode.MODEL_MISSING
+        ready = status["state"] == "ready"
+        return _report(args, ready, ExitCode.MODEL_MISSING, lambda: status, [status["sentence"]])
     if args.model_command == "verify":
         report = model_store.verify_model_folder(folder, deep=args.deep)
-        if args.json:
-            _print_json(report.to_json())
-        else:
-            for problem in report.problems:
-                print(f"- {safe_text(str(problem))}")
-            print(safe_text(report.sentence))
-        return ExitCode.OK if report.ok else ExitCode.MODEL_MISSING
+        lines = [*(f"- {problem}" for problem in report.problems), report.sentence]
+        return _report(args, report.ok, ExitCode.MODEL_MISSING, report.to_json, lines)
     # download: Ctrl+C and SIGTERM cancel it through this token, between blocks
     cancel = _STOP.cooperate()
     last_tenth = [-1]
@@ -494,11 +496,10 @@ def cmd_model(args) -> int:
             print(p.sentence(), file=sys.stderr, flush=True)
 
     downloaded = model_store.download_model(folder, progress=progress, cancel=cancel)
-    if args.json:
-        _print_json(model_store.model_status(folder))
-    else:
-        print(safe_text(downloaded.sentence))
-    return ExitCode.OK if downloaded.state.name == "READY" else ExitCode.DOWNLOAD_FAILED
+    ready = downloaded.state.name == "READY"
+    return _report(
+        args, ready, ExitCode.DOWNLOAD_FAILED, lambda: model_store.model_status(folder), [downloaded.sentence]
+    )
 
 
 def cmd_devices(args) -> int:
@@ -585,12 +586,7 @@ def cmd_server(args) -> int:
         return ExitCode.OK
     settings = _load_settings(args)
     report = server_tools.check_server(args.url, settings)
-    if args.json:
-        _print_json(report.to_json())
-    else:
-        for line in report.lines():
-            print(safe_text(line))
-    return ExitCode.OK if report.ok else ExitCode.SERVER_ERROR
+    return _report(args, report.ok, ExitCode.SERVER_ERROR, report.to_json, report.lines())
 
 
 COMMANDS = {
