@@ -171,27 +171,29 @@ def cached_blob_sha1(path: Path) -> str:
 # the JSON files the loader reads: each checker returns None or the problem in a few words
 
 
-def _load_json(path: Path) -> object:
-    with open(path, "rb") as f:
-        raw = f.read()
-    return json.loads(raw.decode("utf-8-sig"))
+def _load_json(path: Path) -> tuple[object, str | None]:
+    """(the parsed file, None), or (None, why it cannot be read or parsed)."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8-sig")), None
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None, "is not valid JSON"
 
 
 def _parsed(path: Path, shape: Callable[[object], str | None]) -> str | None:
-    try:
-        data = _load_json(path)
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return "is not valid JSON"
-    return shape(data)
+    data, problem = _load_json(path)
+    return problem or shape(data)
+
+
+def _shape(problem: str, fits: Callable[[dict], bool] = lambda data: True) -> Callable[[object], str | None]:
+    """A checker: None for a JSON object that `fits`, else `problem`."""
+    return lambda data: None if isinstance(data, dict) and fits(data) else problem
 
 
 def _object(what: str) -> Callable[[object], str | None]:
-    def shape(data: object) -> str | None:
-        return None if isinstance(data, dict) else f"is not {what} (a JSON object)"
-
-    return shape
+    return _shape(f"is not {what} (a JSON object)")
 
 
 def _positive_int(value: object) -> bool:
@@ -202,12 +204,9 @@ def config_summary(path: Path) -> tuple[str | None, str]:
     """(problem or None, model_type) of a config.json; cached per file version."""
 
     def compute() -> tuple[str | None, str]:
-        try:
-            data = _load_json(path)
-        except OSError as exc:
-            return f"cannot be read ({exc.strerror or exc})", ""
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            return "is not valid JSON", ""
+        data, problem = _load_json(path)
+        if problem:
+            return problem, ""
         if not isinstance(data, dict):
             return "is not a model configuration (a JSON object)", ""
         model_type = data.get("model_type")
@@ -231,27 +230,11 @@ def config_summary(path: Path) -> tuple[str | None, str]:
     return result
 
 
-def _tokenizer_shape(data: object) -> str | None:
-    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
-        return "is not a tokenizer (it has no model section)"
-    return None
-
-
-def _adapter_shape(data: object) -> str | None:
-    if not isinstance(data, dict) or not ("r" in data or "peft_type" in data):
-        return "is not an adapter configuration"
-    return None
-
-
-def _chat_template_json_shape(data: object) -> str | None:
-    if not isinstance(data, dict) or not isinstance(data.get("chat_template"), str):
-        return "is not a chat template (no chat_template text)"
-    return None
-
-
 #: the JSON files the native loader reads, and the shape each must have (when present)
 JSON_SHAPES: dict[str, Callable[[object], str | None]] = {
-    "tokenizer.json": _tokenizer_shape,
+    "tokenizer.json": _shape(
+        "is not a tokenizer (it has no model section)", lambda data: isinstance(data.get("model"), dict)
+    ),
     "tokenizer_config.json": _object("a tokenizer configuration"),
     "preprocessor_config.json": _object("a processor configuration"),
     "processor_config.json": _object("a processor configuration"),
@@ -259,8 +242,16 @@ JSON_SHAPES: dict[str, Callable[[object], str | None]] = {
     "special_tokens_map.json": _object("a special-token map"),
     "added_tokens.json": _object("a token list"),
     "vocab.json": _object("a vocabulary"),
-    "chat_template.json": _chat_template_json_shape,
-    **{f"{adapter}/adapter_config.json": _adapter_shape for adapter in ADAPTERS},
+    "chat_template.json": _shape(
+        "is not a chat template (no chat_template text)",
+        lambda data: isinstance(data.get("chat_template"), str),
+    ),
+    **{
+        f"{adapter}/adapter_config.json": _shape(
+            "is not an adapter configuration", lambda data: "r" in data or "peft_type" in data
+        )
+        for adapter in ADAPTERS
+    },
 }
 
 
@@ -292,13 +283,8 @@ def read_index(path: Path) -> tuple[dict[str, str] | None, int | None, str | Non
     """(weight_map, total_size or None, problem) of a model.safetensors.index.json (cached)."""
 
     def compute() -> tuple[dict[str, str] | None, int | None, str | None]:
-        try:
-            data = _load_json(path)
-        except OSError as exc:
-            return None, None, f"cannot be read ({exc.strerror or exc})"
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            return None, None, "is not valid JSON"
-        return parse_index(data)
+        data, problem = _load_json(path)
+        return (None, None, problem) if problem else parse_index(data)
 
     return _cached("index", path, compute)  # type: ignore[return-value]
 
