@@ -358,9 +358,11 @@ class Recorder:
         self._close()
         self._blocks = []
 
-    def stop(self) -> AudioInput:
+    def stop(self, skip_until: float | None = None) -> AudioInput:
         """Stop recording and return 16 kHz mono speech with the silence around it trimmed.
 
+        `skip_until` (time.monotonic): what came in before then is dropped (the start tone, which
+        the microphone hears on speakers, while the microphone was opened during it).
         Raises DeviceError("I heard nothing.") when nothing but silence came in, DeviceError when
         the microphone sent no sound at all, and InputError when the recording is too short.
         """
@@ -380,6 +382,10 @@ class Recorder:
                 )
             raise DeviceError(HEARD_NOTHING, detail=f"stopped after {elapsed * 1000:.0f} ms")
         data = np.concatenate(blocks)
+        if skip_until is not None:
+            data = data[max(0, round((skip_until - self._started_at) * self._rate)) :]
+            if not len(data):
+                raise DeviceError(HEARD_NOTHING, detail="let go before the start tone ended")
         if not has_sound(data.mean(axis=1), self._rate):
             raise DeviceError(GONE if finished_early else HEARD_NOTHING, detail=f"{len(data)} frames, silent")
         audio = audio_from_array(data, self._rate, "microphone", max_seconds=None)

@@ -1,14 +1,17 @@
 """Push-to-talk: a held voice key records the user's question.
 
-The key press plays the start tone; the microphone opens when the tone has ended ("speak after the
-tone": on speakers the microphone would hear the tone and take it for speech). Letting go of the
-key, or pressing it again, ends the recording and hands the audio over through `heard`; anything
-that goes wrong becomes one sentence through `failed`. GUI thread only.
+The key press plays the start tone and opens the microphone at once, while the tone plays, so a
+microphone that is slow to open (a busy machine, a Bluetooth headset) is ready when the tone ends;
+what it hears before then (the tone itself, on speakers) is dropped. "Speak after the tone": the
+recording counts from the end of the tone. Letting go of the key, or pressing it again, ends the
+recording and hands the audio over through `heard`; anything that goes wrong becomes one sentence
+through `failed`. GUI thread only.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -30,7 +33,7 @@ class Recorder(Protocol):
 
     def start(self) -> None: ...
 
-    def stop(self) -> AudioInput: ...
+    def stop(self, skip_until: float | None = None) -> AudioInput: ...
 
     def abort(self) -> None: ...
 
@@ -38,7 +41,7 @@ class Recorder(Protocol):
 class PushToTalk(QObject):
     heard = Signal(str, object, object)  # command id, AudioInput, the ImageInput taken with it or None
     failed = Signal(str)  # the sentence the user hears
-    listening = Signal(bool)  # after the tone: True when the microphone opened
+    listening = Signal(bool)  # at the end of the tone: True when the microphone is open
 
     def __init__(self, make_recorder: Callable[[], Recorder], earcons, parent: QObject | None = None):
         super().__init__(parent)
@@ -47,6 +50,7 @@ class PushToTalk(QObject):
         self._recorder: Recorder | None = None
         self._command: str | None = None
         self._image = None
+        self._tone_end = 0.0
 
     @property
     def command(self) -> str | None:
@@ -61,8 +65,17 @@ class PushToTalk(QObject):
         self._command, self._image = command_id, image
         recorder = self._recorder = self._make_recorder()
         clip = self._earcons.play("start")
-        delay_ms = int(clip.duration * 1000) + 40 if clip is not None else 0
-        QTimer.singleShot(delay_ms, lambda: self._begin(recorder))
+        self._tone_end = time.monotonic() + (clip.duration + 0.04 if clip is not None else 0.0)
+        try:
+            recorder.start()  # opens while the tone plays
+        except SightlineError as exc:
+            self._recorder = None
+            self._command = self._image = None
+            self.listening.emit(False)
+            self.failed.emit(exc.sentence)
+            return
+        wait_ms = max(0, round((self._tone_end - time.monotonic()) * 1000))
+        QTimer.singleShot(wait_ms, lambda: self._tone_ended(recorder))
 
     def release(self, command_id: str) -> None:
         """A key was let go: ends the recording if it is the key that started it."""
@@ -76,30 +89,23 @@ class PushToTalk(QObject):
         if recorder is not None:
             recorder.abort()
 
-    def _begin(self, recorder: Recorder) -> None:
-        if recorder is not self._recorder or self._command is None:
-            return  # let go or stopped before the tone ended
-        try:
-            recorder.start()
-        except SightlineError as exc:
-            self._recorder = None
-            self._command = self._image = None
-            self.listening.emit(False)
-            self.failed.emit(exc.sentence)
-            return
-        self.listening.emit(True)
+    def _tone_ended(self, recorder: Recorder) -> None:
+        if recorder is self._recorder and self._command is not None:
+            self.listening.emit(recorder.is_recording)
 
     def finish(self) -> None:
         recorder, self._recorder = self._recorder, None
         command, image = self._command, self._image
         self._command = self._image = None
-        if recorder is None or command is None or not recorder.is_recording:
+        # Let go before the tone ended: the user has not spoken yet. A recording that ended by
+        # itself (the length limit, a microphone unplugged) is still stopped: stop() says which.
+        if recorder is None or command is None or time.monotonic() < self._tone_end:
             if recorder is not None:
                 recorder.abort()
             self.failed.emit(HEARD_NOTHING)
             return
         try:
-            audio = recorder.stop()
+            audio = recorder.stop(skip_until=self._tone_end)
         except SightlineError as exc:
             self.failed.emit(exc.sentence)
             return

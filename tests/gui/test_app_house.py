@@ -98,15 +98,19 @@ class _FakeRecorder:
         self.fail = fail
         self.is_recording = False
         self.aborted = False
+        self.started_at: float | None = None
+        self.skip_until: float | None = None
 
     def start(self):
         from app.core.errors import DeviceError
 
         if self.fail:
             raise DeviceError(self.fail)
+        self.started_at = time.monotonic()
         self.is_recording = True
 
-    def stop(self):
+    def stop(self, skip_until=None):
+        self.skip_until = skip_until
         self.is_recording = False
         return AudioInput(np.zeros(SAMPLE_RATE, np.float32), "microphone")
 
@@ -115,20 +119,45 @@ class _FakeRecorder:
         self.is_recording = False
 
 
+class _Clip:
+    def __init__(self, duration: float):
+        self.duration = duration
+
+
 class _Earcons:
+    def __init__(self, tone: float = 0.0):
+        self.tone = tone
+
     def play(self, _name):
-        return None  # no clip: the microphone opens at once
+        return _Clip(self.tone)
 
 
-def _ptt(recorder):
+def _ptt(recorder, tone: float = 0.0):
     from app.jobs.push_to_talk import PushToTalk
 
-    ptt = PushToTalk(lambda: recorder, _Earcons())
+    ptt = PushToTalk(lambda: recorder, _Earcons(tone))
     heard, failed, listening = [], [], []
     ptt.heard.connect(lambda command, audio, image: heard.append((command, audio, image)))
     ptt.failed.connect(failed.append)
     ptt.listening.connect(listening.append)
     return ptt, heard, failed, listening
+
+
+def test_push_to_talk_opens_the_microphone_during_the_tone_and_keeps_what_follows_it(qtbot):
+    """The microphone opens at the key press, while the tone plays (a slow microphone is ready
+    when it ends); the tone itself is dropped from the recording, and "listening" comes when the
+    tone has ended."""
+    recorder = _FakeRecorder()
+    ptt, heard, failed, listening = _ptt(recorder, tone=0.3)
+    pressed = time.monotonic()
+    ptt.press("ask_voice")
+    assert recorder.is_recording and recorder.started_at - pressed < 0.1  # open before the tone ends
+    assert listening == []
+    qtbot.waitUntil(lambda: listening == [True], timeout=2000)
+    assert time.monotonic() - pressed >= 0.3
+    ptt.release("ask_voice")
+    assert len(heard) == 1 and failed == []
+    assert recorder.skip_until is not None and recorder.skip_until - pressed >= 0.3
 
 
 def test_push_to_talk_records_from_the_tone_until_the_key_is_let_go(qtbot):
@@ -145,17 +174,19 @@ def test_push_to_talk_records_from_the_tone_until_the_key_is_let_go(qtbot):
 
 def test_push_to_talk_second_press_sends_and_early_release_says_it_heard_nothing(qtbot):
     recorder = _FakeRecorder()
-    ptt, heard, failed, _listening = _ptt(recorder)
+    ptt, heard, failed, listening = _ptt(recorder)
     ptt.press("follow_up")
-    qtbot.waitUntil(lambda: recorder.is_recording, timeout=2000)
+    qtbot.waitUntil(lambda: listening == [True], timeout=2000)
     ptt.press("follow_up")  # pressed again: like letting go
     assert len(heard) == 1
 
+    recorder = _FakeRecorder()
+    ptt, heard, failed, _ = _ptt(recorder, tone=0.5)
     ptt.press("ask_voice")
-    ptt.release("ask_voice")  # before the microphone opened
+    ptt.release("ask_voice")  # before the tone ended: nothing was said yet
     qtbot.wait(50)
     assert failed == ["I heard nothing. Hold the key while you speak, after the tone."]
-    assert not recorder.is_recording
+    assert recorder.aborted and heard == []
 
 
 def test_push_to_talk_without_a_microphone_says_why_and_stop_drops_a_recording(qtbot):

@@ -84,6 +84,32 @@ def test_real_speech_is_kept_and_its_silence_trimmed(pulse, tmp_path, no_thread_
     assert np.sqrt(np.mean(recorded.samples**2)) > 0.5 * np.sqrt(np.mean(original**2))
 
 
+def test_what_came_in_before_skip_until_is_dropped(pulse, tmp_path, no_thread_leak):
+    """Push-to-talk opens the microphone while the start tone plays and keeps only what follows
+    the tone: a loud 0.4 s sound, 1 s of quiet, then 0.8 s of another sound; skipping to the
+    middle of the quiet keeps the second sound alone."""
+    rate = 48_000
+    data = np.concatenate(
+        [tone(0.4, rate, 880.0, 0.5), silence(1.0, rate), tone(0.8, rate, 440.0, 0.5), silence(0.5, rate)]
+    )
+    path = write(tmp_path / "tone_then_sound.wav", data, rate, "PCM_16")
+    recorder = Recorder(trim=False)
+    recorder.start()
+    try:
+        time.sleep(0.3)
+        played_at = time.monotonic()
+        play(path)
+        time.sleep(0.5)
+    except BaseException:
+        recorder.abort()
+        raise
+    audio = recorder.stop(skip_until=played_at + 0.9)
+    assert loud_seconds(audio.samples) == pytest.approx(0.8, abs=0.05)
+    spectrum = np.abs(np.fft.rfft(audio.samples))
+    freqs = np.fft.rfftfreq(len(audio.samples), 1 / RATE)
+    assert spectrum[np.abs(freqs - 440) < 20].max() > 20 * spectrum[np.abs(freqs - 880) < 20].max()
+
+
 def test_silence_only_says_i_heard_nothing(pulse, no_thread_leak):
     recorder = Recorder()
     recorder.start()
