@@ -131,7 +131,7 @@ def test_loads_on_cpu_and_says_it_is_slow(backend):
     assert backend.loaded
     # bf16 where the processor computes it natively; float32 (it fits: the model is tiny) elsewhere.
     dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
-    assert (backend.device, backend.dtype_name, backend.attn_implementation) == ("cpu", dtype, "sdpa")
+    assert (backend.device, backend.dtype_name, backend.attention[""]) == ("cpu", dtype, "sdpa")
     assert "slow" in backend.notice
     # The processor's chat template is restored from the tokenizer.
     assert backend.processor.chat_template
