@@ -760,7 +760,7 @@ class Phi4LocalBackend(ModelBackend):
         when the turn would not fit); `screen_text` replaces the picture's text (prepare() trims
         it to the turn's budget).
         """
-        processor = self._require_processor()
+        processor = self._require(self._processor)
         prompt = build_prompt(request, screen_text)
         turns = prompt.history if history is None else history
         media = (processor.image_token if prompt.with_image else "") + (
@@ -789,7 +789,7 @@ class Phi4LocalBackend(ModelBackend):
         import numpy as np
         from PIL import Image
 
-        processor = self._require_processor()
+        processor = self._require(self._processor)
         limit = self.turn_token_limit
         notes: list[str] = []
         placeholders = int(request.image is not None) + int(request.audio is not None)
@@ -897,7 +897,7 @@ class Phi4LocalBackend(ModelBackend):
         text = request.screen_text
         if not text or request.image is None:
             return ""
-        tokenizer = self._require_processor().tokenizer
+        tokenizer = self._require(self._processor).tokenizer
 
         def count(s: str) -> int:
             return len(tokenizer(s, add_special_tokens=False)["input_ids"])
@@ -938,7 +938,7 @@ class Phi4LocalBackend(ModelBackend):
 
     def model_inputs(self, prepared: PreparedInputs) -> dict[str, Any]:
         """The processor's tensors on the model's device, floating ones in the model's dtype."""
-        model = self._require_model()
+        model = self._require(self._model)
         dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
         device = model.device
         out: dict[str, Any] = {}
@@ -951,7 +951,7 @@ class Phi4LocalBackend(ModelBackend):
     def generation_kwargs(self, prepared: PreparedInputs) -> dict[str, Any]:
         """Greedy decoding, ending at <|end|> or <|endoftext|>, with the placeholders suppressed
         (generating one crashes the next step)."""
-        processor = self._require_processor()
+        processor = self._require(self._processor)
         kwargs: dict[str, Any] = {
             "max_new_tokens": prepared.max_new_tokens,
             "do_sample": False,
@@ -969,7 +969,7 @@ class Phi4LocalBackend(ModelBackend):
     # -- generate ---------------------------------------------------------------------------------
 
     def generate(self, request: JobRequest, cancel: CancelToken) -> Iterator[str]:
-        self._require_model()
+        self._require(self._model)
         while not self._lock.acquire(timeout=POLL_SECONDS):
             if cancel.cancelled:
                 return
@@ -981,7 +981,7 @@ class Phi4LocalBackend(ModelBackend):
     def _generate_locked(self, request: JobRequest, cancel: CancelToken) -> Iterator[str]:
         from transformers import StoppingCriteriaList
 
-        model = self._require_model()
+        model = self._require(self._model)
         self.usage = Usage()
         prepared = self.prepare(request)
         self.usage.tokens_in = prepared.prompt_tokens
@@ -1050,15 +1050,12 @@ class Phi4LocalBackend(ModelBackend):
 
             torch.cuda.empty_cache()
 
-    def _require_model(self) -> Any:
-        if self._model is None:
+    @staticmethod
+    def _require(part: Any) -> Any:
+        """The model or the processor, once loaded."""
+        if part is None:
             raise BackendUnavailableError("The local Phi-4 model is not loaded yet.")
-        return self._model
-
-    def _require_processor(self) -> Any:
-        if self._processor is None:
-            raise BackendUnavailableError("The local Phi-4 model is not loaded yet.")
-        return self._processor
+        return part
 
 
 __all__ = [
