@@ -481,15 +481,13 @@ class Phi4LocalBackend(ModelBackend):
         has_cuda = torch.cuda.is_available()
         mps = getattr(torch.backends, "mps", None)
         has_mps = bool(mps and mps.is_available())
-        if want == "cuda" and not has_cuda:
+        unusable = {
+            "cuda": "no NVIDIA graphics card is usable here",
+            "mps": "Apple graphics are not usable here",
+        }
+        if (want == "cuda" and not has_cuda) or (want == "mps" and not has_mps):
             raise BackendUnavailableError(
-                "The device is set to cuda, but no NVIDIA graphics card is usable here. "
-                "Set the device to auto in the settings."
-            )
-        if want == "mps" and not has_mps:
-            raise BackendUnavailableError(
-                "The device is set to mps, but Apple graphics are not usable here. "
-                "Set the device to auto in the settings."
+                f"The device is set to {want}, but {unusable[want]}. Set the device to auto in the settings."
             )
         if want in ("cuda", "mps", "cpu"):
             return want
