@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import logging
 import math
 import queue
@@ -259,10 +260,7 @@ _DONE = object()
 
 def _without_oldest_exchange(history: tuple[Turn, ...]) -> tuple[Turn, ...]:
     """History less its oldest turn, and any assistant turns that answered it."""
-    rest = history[1:]
-    while rest and rest[0].role != "user":
-        rest = rest[1:]
-    return rest
+    return tuple(itertools.dropwhile(lambda turn: turn.role != "user", history[1:]))
 
 
 def language_attention(device: str, flash_usable: bool) -> str:
