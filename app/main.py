@@ -184,6 +184,7 @@ class SightlineApp(QObject):
         w.copied.connect(lambda _text: self.say("Copied.", Priority.NOW))
         self.ptt.heard.connect(self._on_heard)
         self.ptt.failed.connect(self.controller.report_error)
+        self.ptt.note.connect(lambda sentence: self.say(sentence, Priority.NOW))
 
     def _wire_worker(self) -> None:
         """The worker's news (after start, and after the engine settings made a new worker)."""
@@ -541,10 +542,10 @@ class SightlineApp(QObject):
 
     # -- voice: push-to-talk (app/jobs/push_to_talk.py) --------------------------------------------
 
-    def _make_recorder(self):
+    def _make_recorder(self, on_limit: Callable[[], None]):
         from app.capture.microphone import Recorder
 
-        return Recorder.from_settings(self.settings)
+        return Recorder.from_settings(self.settings, on_limit=on_limit)
 
     def press_voice_key(self, command_id: str) -> None:
         """A voice key went down (or was chosen in the menu): record until it is let go."""

@@ -42,10 +42,17 @@ class PushToTalk(QObject):
     heard = Signal(str, object, object)  # command id, AudioInput, the ImageInput taken with it or None
     failed = Signal(str)  # the sentence the user hears
     listening = Signal(bool)  # at the end of the tone: True when the microphone is open
+    note = Signal(str)  # something the user should hear that is not a failure
+    _limit_reached = Signal()  # from the recorder's thread, queued to the GUI thread
 
-    def __init__(self, make_recorder: Callable[[], Recorder], earcons, parent: QObject | None = None):
+    def __init__(
+        self, make_recorder: Callable[[Callable[[], None]], Recorder], earcons, parent: QObject | None = None
+    ):
+        """`make_recorder(on_limit)`: a new recorder that calls `on_limit` (from any thread) when
+        it reaches its longest recording."""
         super().__init__(parent)
         self._make_recorder = make_recorder
+        self._limit_reached.connect(self._on_limit)
         self._earcons = earcons
         self._recorder: Recorder | None = None
         self._command: str | None = None
@@ -63,7 +70,7 @@ class PushToTalk(QObject):
             self.finish()
             return
         self._command, self._image = command_id, image
-        recorder = self._recorder = self._make_recorder()
+        recorder = self._recorder = self._make_recorder(self._limit_reached.emit)
         clip = self._earcons.play("start")
         self._tone_end = time.monotonic() + (clip.duration + 0.04 if clip is not None else 0.0)
         try:
@@ -88,6 +95,13 @@ class PushToTalk(QObject):
         self._command = self._image = None
         if recorder is not None:
             recorder.abort()
+
+    def _on_limit(self) -> None:
+        """The longest recording was reached while the key is still held: send what was said."""
+        recorder = self._recorder
+        if recorder is not None and self._command is not None and not recorder.is_recording:
+            self.note.emit("That is as long as a question can be. Sending it.")
+            self.finish()
 
     def _tone_ended(self, recorder: Recorder) -> None:
         if recorder is self._recorder and self._command is not None:

@@ -135,7 +135,11 @@ class _Earcons:
 def _ptt(recorder, tone: float = 0.0):
     from app.jobs.push_to_talk import PushToTalk
 
-    ptt = PushToTalk(lambda: recorder, _Earcons(tone))
+    def make(on_limit):
+        recorder.on_limit = on_limit
+        return recorder
+
+    ptt = PushToTalk(make, _Earcons(tone))
     heard, failed, listening = [], [], []
     ptt.heard.connect(lambda command, audio, image: heard.append((command, audio, image)))
     ptt.failed.connect(failed.append)
@@ -187,6 +191,21 @@ def test_push_to_talk_second_press_sends_and_early_release_says_it_heard_nothing
     qtbot.wait(50)
     assert failed == ["I heard nothing. Hold the key while you speak, after the tone."]
     assert recorder.aborted and heard == []
+
+
+def test_push_to_talk_sends_when_the_longest_recording_is_reached_while_the_key_is_held(qtbot):
+    recorder = _FakeRecorder()
+    ptt, heard, failed, listening = _ptt(recorder)
+    notes: list[str] = []
+    ptt.note.connect(notes.append)
+    ptt.press("ask_voice")
+    qtbot.waitUntil(lambda: listening == [True], timeout=2000)
+    recorder.is_recording = False  # the recorder's limit, reported from its own thread
+    threading.Thread(target=recorder.on_limit).start()
+    qtbot.waitUntil(lambda: len(heard) == 1, timeout=2000)
+    assert notes == ["That is as long as a question can be. Sending it."] and failed == []
+    ptt.release("ask_voice")  # the key let go afterwards: nothing more happens
+    assert len(heard) == 1 and failed == []
 
 
 def test_push_to_talk_without_a_microphone_says_why_and_stop_drops_a_recording(qtbot):
