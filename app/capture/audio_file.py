@@ -101,6 +101,22 @@ class StreamResampler(_StreamResampler):
         super().__init__(rate, SAMPLE_RATE)
 
 
+def _check_length(frames: int, rate: int, *, from_file: bool) -> float:
+    """The recording's length in seconds; InputError when it is empty or too short."""
+    seconds = frames / rate
+    if frames == 0:
+        raise InputError(
+            "That recording is empty." if from_file else "The recording is empty.", detail="0 frames"
+        )
+    if seconds < MIN_SECONDS:
+        raise InputError(
+            f"{'That' if from_file else 'The'} recording is too short: "
+            "it needs to last at least a tenth of a second.",
+            detail=f"duration {seconds * 1000:.1f} ms",
+        )
+    return seconds
+
+
 def audio_from_array(
     samples,
     sample_rate: int,
@@ -136,17 +152,7 @@ def audio_from_array(
     else:
         raise InputError("That recording is not in a format I can use.", detail=f"shape {arr.shape}")
 
-    seconds = len(mono) / rate
-    if len(mono) == 0:
-        raise InputError(
-            "That recording is empty." if from_file else "The recording is empty.", detail="0 frames"
-        )
-    if seconds < MIN_SECONDS:
-        raise InputError(
-            f"{'That' if from_file else 'The'} recording is too short: "
-            "it needs to last at least a tenth of a second.",
-            detail=f"duration {seconds * 1000:.1f} ms",
-        )
+    seconds = _check_length(len(mono), rate, from_file=from_file)
     if max_seconds is not None and seconds > max_seconds:
         raise _too_long(seconds, max_seconds, from_file=from_file)
 
@@ -365,12 +371,5 @@ def transcription_pieces(path, max_seconds: float = 30.0) -> Iterator[AudioInput
         yield AudioInput(samples=np.clip(piece, -1.0, 1.0).astype(np.float32), source="file")
     if produced:
         return
-    seconds = read["frames"] / int(info.samplerate)
-    if read["frames"] == 0:
-        raise InputError("That recording is empty.", detail="0 frames")
-    if seconds < MIN_SECONDS:
-        raise InputError(
-            "That recording is too short: it needs to last at least a tenth of a second.",
-            detail=f"duration {seconds * 1000:.1f} ms",
-        )
+    _check_length(read["frames"], int(info.samplerate), from_file=True)
     raise InputError("I heard nothing in that recording.", detail="every piece was silent")
