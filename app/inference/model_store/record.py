@@ -20,14 +20,10 @@ LOCK_NAME = "download.lock"
 HEX40 = re.compile(r"[0-9a-f]{40}")
 
 
-def _read_json(path: Path) -> object:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def read_marker(folder: Path) -> dict:
     try:
-        data = _read_json(Path(folder) / MARKER_NAME)
+        with open(Path(folder) / MARKER_NAME, encoding="utf-8") as f:
+            data = json.load(f)
     except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
