@@ -92,21 +92,17 @@ class ManualHotkeyBackend(HotkeyBackend):
 _SHIFTED_DIGITS = dict(zip(")!@#$%^&*(", "0123456789", strict=True))
 
 
+#: pynput's modifier key names (either side) -> the chord's; AltGr types characters, so it is never
+#: part of a Sightline chord
+_MODIFIERS = {"alt_gr": "altgr"} | {
+    f"{name}{side}": modifier
+    for name, modifier in (("ctrl", "ctrl"), ("alt", "alt"), ("shift", "shift"), ("cmd", "super"))
+    for side in ("", "_l", "_r")
+}
+
+
 def _pynput_modifier(key) -> str | None:
-    name = getattr(key, "name", None)  # pynput Key members have a name; KeyCodes do not
-    if name is None:
-        return None
-    if name in ("ctrl", "ctrl_l", "ctrl_r"):
-        return "ctrl"
-    if name in ("alt", "alt_l", "alt_r"):
-        return "alt"
-    if name == "alt_gr":
-        return "altgr"  # AltGr types characters; never part of a Sightline chord
-    if name in ("shift", "shift_l", "shift_r"):
-        return "shift"
-    if name in ("cmd", "cmd_l", "cmd_r"):
-        return "super"
-    return None
+    return _MODIFIERS.get(getattr(key, "name", None) or "")  # pynput Key members have a name; KeyCodes do not
 
 
 def _pynput_key_name(key) -> str | None:
