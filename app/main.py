@@ -23,7 +23,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.core.cancel import CancelToken
 from app.core.errors import SightlineError
-from app.core.types import Bounds, Detail, JobRequest, ModelPhase, ModelState, Task
+from app.core.types import Bounds, Detail, JobRequest, ModelState, Task
 from app.inference.registry import BackendRegistry
 from app.jobs.controller import JobController
 from app.jobs.worker import InferenceWorker
@@ -90,6 +90,7 @@ class SightlineApp(QObject):
         from app.jobs.push_to_talk import PushToTalk
         from app.jobs.tasks import TaskRunner
         from app.speech.earcons import Earcons
+        from app.ui.model_setup import ModelSetup
         from app.ui.result_window import ResultWindow
         from app.ui.theme import apply_theme
         from app.ui.tray import Tray
@@ -97,7 +98,6 @@ class SightlineApp(QObject):
         self.qapp = qapp
         self.settings = settings
         self._shutting_down = False
-        self._download_cancel: CancelToken | None = None
         self._capture_cancel: CancelToken | None = None
         self._explore: ExploreController | None = None
         self._watch: WatchController | None = None
@@ -118,6 +118,15 @@ class SightlineApp(QObject):
 
         self.window = ResultWindow(font_pt=settings.result_font_size, high_contrast=settings.high_contrast)
         self.tray = Tray(key_for=self._key_label)
+        self.model_setup = ModelSetup(
+            lambda: self.settings,
+            self.say,
+            self.earcons,
+            self.tray,
+            self.tasks,
+            lambda: self.worker.preload(),
+            self,
+        )
         self._wire()
         self._wire_worker()
         self._start_hotkeys()
@@ -189,7 +198,7 @@ class SightlineApp(QObject):
     def _wire_worker(self) -> None:
         """The worker's news (after start, and after the engine settings made a new worker)."""
         self.worker.state.connect(self._on_model_state)
-        self.worker.loadFailed.connect(self._on_load_failed)
+        self.worker.loadFailed.connect(self.model_setup.on_load_failed)
 
     def _key_label(self, command_id: str) -> str:
         try:
@@ -230,105 +239,17 @@ class SightlineApp(QObject):
     def say(self, sentence: str, priority: Priority = Priority.NEXT) -> None:
         self.controller.announce(sentence, priority)
 
-    # -- model loading and first run ---------------------------------------------------------------
-
-    MODEL_NOT_INSTALLED = (
-        "The Phi-4 model is not installed, so Sightline reads the text on your screen with "
-        "on-device text recognition. For rich descriptions and spoken questions, choose "
-        "Download the model in the tray menu, or run: sightline model download."
-    )
-
-    def _model_missing(self) -> bool:
-        from app.inference import model_store
-
-        if self.settings.backend not in ("auto", "local") or self.settings.server_url:
-            return False
-        return not model_store.inspect_model_folder(model_store.default_model_folder(self.settings)).ready
+    # -- the model's news -------------------------------------------------------------------------
 
     def _first_run_and_preload(self) -> None:
-        from app import paths
-
-        if self._model_missing():
-            # Said once, on the first start without the model; afterwards it is in the help (F1).
-            marker = paths.config_dir() / "model-notice-given"
-            if not marker.exists():
-                self.say(self.MODEL_NOT_INSTALLED, Priority.NORMAL)
-                try:
-                    marker.parent.mkdir(parents=True, exist_ok=True)
-                    marker.write_text("The model-not-installed notice was given.\n", encoding="utf-8")
-                except OSError:
-                    log.warning("could not remember that the model notice was given", exc_info=True)
-            self._add_download_action()
+        self.model_setup.first_start()
         self.worker.preload()
 
     @Slot(object)
     def _on_model_state(self, state: ModelState) -> None:
         log.info("model: %s %s", state.phase.value, state.display_name)
         self.model_state = state
-        if state.phase is ModelPhase.LOADING:
-            if state.local_model:
-                # Loading the real model takes minutes: a soft double tick every few seconds says it goes on.
-                self.say("Loading the model.", Priority.NORMAL)
-                self.earcons.start_progress("loading", interval=5.0)
-        else:
-            self.earcons.stop_progress()
-            if state.local_model:
-                self.say("Model ready.", Priority.NEXT)
-
-    @Slot(str)
-    def _on_load_failed(self, sentence: str) -> None:
-        self.earcons.stop_progress()
-        self.say(sentence, Priority.NEXT)
-
-    def _add_download_action(self) -> None:
-        self.tray.add_first_action(
-            "action_download_model",
-            "Download the model (about 12 GB)",
-            "Downloads Phi-4-multimodal for rich descriptions and spoken questions. Choose again to cancel.",
-            self.toggle_download,
-        )
-
-    def toggle_download(self) -> None:
-        """Start the model download, or cancel it if it runs. Progress is spoken every 10%."""
-        from app.inference import model_store
-
-        if self._download_cancel is not None:
-            self._download_cancel.cancel("user")
-            self.say("Cancelling the download. It will continue where it stopped next time.", Priority.NOW)
-            return
-        self._download_cancel = token = CancelToken()
-        folder = model_store.default_model_folder(self.settings)
-        last = [-1]
-
-        def progress(p) -> None:  # the download's thread: only posts to the GUI thread
-            tenth = int(p.fraction * 10) if p.total else 0
-            if tenth != last[0] and 0 < tenth < 10:
-                self.tasks.post(self.say, f"Model download {tenth * 10} percent.", Priority.NORMAL)
-            last[0] = tenth
-
-        def done(report) -> None:
-            self._download_cancel = None
-            self.say(report.sentence, Priority.NEXT)
-            if report.ready:
-                self.worker.preload()
-
-        def failed(exc: BaseException) -> None:
-            self._download_cancel = None
-            if isinstance(exc, SightlineError):
-                self.say(exc.sentence, Priority.NEXT)
-            else:
-                log.error("download failed", exc_info=exc)
-                self.say(
-                    f"The download failed ({type(exc).__name__}). The details are in the log.", Priority.NEXT
-                )
-
-        self.say("Downloading the model. I will tell you every ten percent.", Priority.NOW)
-        self.tasks.run(
-            lambda: model_store.download_model(folder, progress=progress, cancel=token),
-            done,
-            failed,
-            name="sightline-download",
-        )
+        self.model_setup.on_state(state)
 
     # -- commands --------------------------------------------------------------------------------
 
@@ -366,19 +287,20 @@ class SightlineApp(QObject):
         from app.commands.keymap import effective_keys, parse_chord
         from app.commands.registry import help_sentences
         from app.commands.voice import ADVERTISED_PHRASES
+        from app.ui.model_setup import NOT_INSTALLED
 
         try:
             prefix = parse_chord(self.settings.hotkey_prefix).label()
         except Exception:
             prefix = self.settings.hotkey_prefix
-        model_missing = self._model_missing()
+        model_missing = self.model_setup.missing()
         sentences = help_sentences(
             prefix,
             effective_keys(self.settings.command_keys),
             ADVERTISED_PHRASES if model_missing else (),
         )
         if model_missing:
-            sentences.append(self.MODEL_NOT_INSTALLED)
+            sentences.append(NOT_INSTALLED)
         self.speech.stop()
         for sentence in sentences:
             self.say(sentence, Priority.NORMAL)
@@ -815,8 +737,7 @@ class SightlineApp(QObject):
         self.worker.cancel_all("quit")
         self.ptt.abort()
         self.cancel_capture()
-        if self._download_cancel is not None:
-            self._download_cancel.cancel("quit")
+        self.model_setup.shutdown()
         if self.hotkeys is not None:
             self.hotkeys.stop()
         if self._watch is not None:

@@ -39,7 +39,7 @@ def test_download_speaks_progress_and_loads_the_model(qtbot, make_app, tiny_mode
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         app = make_app(model_dir=str(dest))
         qtbot.waitUntil(lambda: any("not installed" in s for s in spoken(app)), timeout=5000)
-        app.toggle_download()
+        app.model_setup.toggle_download()
         qtbot.waitUntil(lambda: any(s == "Model ready." for s in spoken(app)), timeout=60000)
     said = spoken(app)
     assert "Downloading the model. I will tell you every ten percent." in said

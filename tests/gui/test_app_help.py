@@ -54,7 +54,7 @@ def test_long_loading_ticks_at_a_calm_interval_until_it_ends(qtbot, make_app):
     from app.speech.earcons import Earcons, generate
 
     app = make_app()
-    app.earcons = earcons = Earcons(player=_Player())
+    app.earcons = app.model_setup.earcons = earcons = Earcons(player=_Player())
     app._on_model_state(LOADING)
     assert earcons._progress is not None  # ticking
     qtbot.waitUntil(lambda: "Loading the model." in spoken(app), timeout=5000)
