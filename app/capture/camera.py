@@ -269,15 +269,8 @@ def check_page(pixels: np.ndarray, *, mirrored: bool = False) -> PageCheck:
         )
     x, y, bw, bh = cv2.boundingRect(page)
     mx, my = max(2, round(w * 0.01)), max(2, round(h * 0.01))
-    cut = []
-    if x <= mx:
-        cut.append("left")
-    if x + bw >= w - mx:
-        cut.append("right")
-    if y <= my:
-        cut.append("top")
-    if y + bh >= h - my:
-        cut.append("bottom")
+    at_edge = {"left": x <= mx, "right": x + bw >= w - mx, "top": y <= my, "bottom": y + bh >= h - my}
+    cut = [edge for edge, touches in at_edge.items() if touches]
     if ("left" in cut and "right" in cut) or ("top" in cut and "bottom" in cut):
         return PageCheck(
             True, tuple(cut), area, "The page does not fit in the picture. Hold it further away."
