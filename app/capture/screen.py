@@ -804,20 +804,8 @@ class _X11:
         W = ctypes.c_ulong
         actual_type, actual_format = W(), ctypes.c_int()
         nitems, after, data = ctypes.c_ulong(), ctypes.c_ulong(), ctypes.c_void_p()
-        status = self.lib.XGetWindowProperty(
-            self.display,
-            window,
-            atom,
-            0,
-            count,
-            0,
-            _XA_ANY,
-            ctypes.byref(actual_type),
-            ctypes.byref(actual_format),
-            ctypes.byref(nitems),
-            ctypes.byref(after),
-            ctypes.byref(data),
-        )
+        refs = [ctypes.byref(v) for v in (actual_type, actual_format, nitems, after, data)]
+        status = self.lib.XGetWindowProperty(self.display, window, atom, 0, count, 0, _XA_ANY, *refs)
         try:
             failed = self._failed()  # always drain the error list, even when the status says so
             if status != 0 or failed or actual_format.value != 32 or not data.value:
@@ -835,14 +823,8 @@ class _X11:
         for _ in range(64):
             root, parent = W(), W()
             children, n = ctypes.c_void_p(), ctypes.c_uint()
-            ok = self.lib.XQueryTree(
-                self.display,
-                window,
-                ctypes.byref(root),
-                ctypes.byref(parent),
-                ctypes.byref(children),
-                ctypes.byref(n),
-            )
+            refs = [ctypes.byref(v) for v in (root, parent, children, n)]
+            ok = self.lib.XQueryTree(self.display, window, *refs)
             if children.value:
                 self.lib.XFree(children)
             failed = self._failed()
