@@ -134,6 +134,7 @@ def _verify_checksums(
         oid = str(entry.get("oid") or "")
         if sha256:
             h = hashlib.sha256()
+            size = int(entry.get("size", 0) or 0)
             with open(path, "rb") as f:
                 for block in iter(functools.partial(f.read, 8 << 20), b""):
                     if cancel is not None and cancel.cancelled:
@@ -142,16 +143,7 @@ def _verify_checksums(
                     done += len(block)
                     if progress is not None:
                         progress(
-                            DownloadProgress(
-                                done,
-                                total,
-                                rel,
-                                0,
-                                int(entry.get("size", 0) or 0),
-                                n,
-                                len(entries),
-                                phase="checking",
-                            )
+                            DownloadProgress(done, total, rel, 0, size, n, len(entries), phase="checking")
                         )
             ok = h.hexdigest() == sha256
         elif HEX40.fullmatch(oid):
