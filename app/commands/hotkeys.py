@@ -1,8 +1,7 @@
 """Global keys: a backend that listens to the whole keyboard, and a Qt bridge to the GUI thread.
 
-HotkeyBackend is the interface; PynputBackend listens with pynput (X11, Windows, macOS);
-ManualHotkeyBackend is driven by hand (tests, and desktops with no global keys, where the tray menu
-remains). The prefix layer itself (app.commands.keymap.CommandLayer) is Qt-free; this module adds
+HotkeyBackend is the interface; PynputBackend listens with pynput (X11, Windows, macOS); where no
+global keys can be had, the tray menu remains. The prefix layer itself (app.commands.keymap.CommandLayer) is Qt-free; this module adds
 threads and the hand-over to Qt.
 
 Threads: pynput calls us on its own listener thread; a small ticker thread handles the prefix
@@ -49,42 +48,6 @@ class HotkeyBackend:
     @property
     def running(self) -> bool:
         raise NotImplementedError
-
-
-class ManualHotkeyBackend(HotkeyBackend):
-    """Key events fed by hand through the same CommandLayer; no keyboard hook at all."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self._clock = clock
-        self._layer: CommandLayer | None = None
-        self._on_event: EventCallback | None = None
-
-    def start(self, bindings: Bindings, on_event: EventCallback) -> None:
-        self._layer = CommandLayer(bindings, self._clock)
-        self._on_event = on_event
-
-    def stop(self) -> None:
-        self._layer = None
-        self._on_event = None
-
-    @property
-    def running(self) -> bool:
-        return self._layer is not None
-
-    def press(self, chord: KeyChord) -> None:
-        if self._layer is not None and self._on_event is not None:
-            event = self._layer.press(chord)
-            if event is not None:
-                self._on_event(event)
-
-    def release(self, key: str) -> None:
-        if self._layer is not None:
-            self._layer.release(key)
-
-    def poll(self) -> None:
-        if self._layer is not None and self._on_event is not None:
-            for event in self._layer.poll():
-                self._on_event(event)
 
 
 # --- pynput ---------------------------------------------------------------------------------------

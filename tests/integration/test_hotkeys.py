@@ -16,7 +16,7 @@ import time  # noqa: E402
 
 import pytest  # noqa: E402
 
-from app.commands.hotkeys import HotkeyBridge, ManualHotkeyBackend, PynputBackend  # noqa: E402
+from app.commands.hotkeys import HotkeyBridge, PynputBackend  # noqa: E402
 from app.commands.keymap import bindings_from_settings, parse_chord  # noqa: E402
 from app.settings.schema import Settings  # noqa: E402
 
@@ -210,6 +210,8 @@ def test_no_display_is_reported_as_a_sentence(qtbot, monkeypatch):
 
 
 def test_manual_backend_drives_the_same_signals(qtbot):
+    from tests.support.hotkeys import ManualHotkeyBackend
+
     backend = ManualHotkeyBackend()
     bridge = HotkeyBridge(backend)
     seen = Recorder(bridge)
