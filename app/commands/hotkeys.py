@@ -1,8 +1,8 @@
 """Global keys: a backend that listens to the whole keyboard, and a Qt bridge to the GUI thread.
 
 HotkeyBackend is the interface; PynputBackend listens with pynput (X11, Windows, macOS); where no
-global keys can be had, the tray menu remains. The prefix layer itself (app.commands.keymap.CommandLayer) is Qt-free; this module adds
-threads and the hand-over to Qt.
+global keys can be had, the tray menu remains. The prefix layer itself
+(app.commands.keymap.CommandLayer) is Qt-free; this module adds threads and the hand-over to Qt.
 
 Threads: pynput calls us on its own listener thread; a small ticker thread handles the prefix
 timeout and push-to-talk releases. Both only ever hand events to the GUI thread through the

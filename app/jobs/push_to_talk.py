@@ -104,8 +104,13 @@ class PushToTalk(QObject):
             self.finish()
 
     def _tone_ended(self, recorder: Recorder) -> None:
-        if recorder is self._recorder and self._command is not None:
-            self.listening.emit(recorder.is_recording)
+        if recorder is not self._recorder or self._command is None:
+            return
+        early_ms = round((self._tone_end - time.monotonic()) * 1000)
+        if early_ms > 0:  # a coarse timer may fire a little early: "listening" only after the tone
+            QTimer.singleShot(early_ms, lambda: self._tone_ended(recorder))
+            return
+        self.listening.emit(recorder.is_recording)
 
     def finish(self) -> None:
         recorder, self._recorder = self._recorder, None
