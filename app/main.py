@@ -167,7 +167,7 @@ class SightlineApp(QObject):
             "previous_paragraph": lambda: self._move_paragraph(-1),
             "stop": self.cmd_stop,
             "copy_last": self.cmd_copy_last,
-            "show_history": self.window_history,
+            "show_history": lambda: self.window.show_history(),
             "help": self.cmd_help,
             "settings": self.cmd_settings,
             "quit": self.qapp.quit,
@@ -628,9 +628,6 @@ class SightlineApp(QObject):
             return
         QGuiApplication.clipboard().setText(text)
         self.say("Copied.", Priority.NOW)
-
-    def window_history(self) -> None:
-        self.window.show_history()
 
     # -- settings ----------------------------------------------------------------------------------
 

@@ -27,6 +27,13 @@ def test_every_command_in_the_registry_has_one_handler_and_no_handler_is_extra(m
     assert all(callable(handler) for handler in app.handlers.values())
 
 
+def test_the_history_command_opens_the_answer_window_on_its_history(qtbot, make_app):
+    app = make_app()
+    app.run_command("show_history")
+    qtbot.waitUntil(app.window.isVisible, timeout=5000)
+    assert app.window.focusWidget() is app.window.history  # the focus is in the list of answers
+
+
 def test_an_unknown_command_is_said_not_raised(qtbot, make_app):
     app = make_app()
     app.run_command("fly_to_the_moon")
