@@ -516,6 +516,10 @@ class ExploreController(QObject):
 
     def close(self) -> None:
         self._request += 1  # a recognition still running is no longer wanted
+        if self.selector is not None:  # a region being chosen: its overlay goes too
+            selector, self.selector = self.selector, None
+            selector.cancelled.disconnect(self._region_cancelled)
+            selector.cancel()
         if self.window is not None:
             window, self.window = self.window, None
             window._done = True
