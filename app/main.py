@@ -21,7 +21,6 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from PySide6.QtWidgets import QApplication
 
-from app.core.cancel import CancelToken
 from app.core.errors import SightlineError
 from app.core.types import Bounds, Detail, JobRequest, ModelState, Task
 from app.inference.registry import BackendRegistry
@@ -98,7 +97,6 @@ class SightlineApp(QObject):
         self.qapp = qapp
         self.settings = settings
         self._shutting_down = False
-        self._capture_cancel: CancelToken | None = None
         self._explore: ExploreController | None = None
         self._watch: WatchController | None = None
         self._voice: VoiceCommandRecognizer | None = None
@@ -428,26 +426,22 @@ class SightlineApp(QObject):
 
     def take_camera_picture(self, document: bool) -> None:
         """The camera's picture is taken off the GUI thread (opening a camera and reading its
-        frames takes a second or more), then described. Stop, or another command, cancels it."""
+        frames takes a second or more), then described. It is the controller's work in progress
+        from the key press on, so Stop or any other job cancels it."""
         from app.capture.camera import capture
+        from app.jobs.tasks import failure_sentence
 
-        self.cancel_capture()
-        self.controller.stop()  # what ran before is superseded now, not when the picture is in
-        self._capture_cancel = token = CancelToken()
+        token = self.controller.begin_capture("Taking a picture")
         source = self.settings.camera
-        self.earcons.start_working()
 
         def done(image) -> None:
-            if token.cancelled:
-                return
-            self._capture_cancel = None
-            task = Task.CAMERA_DOCUMENT if document else Task.CAMERA_SCENE
-            self._describe(image, "Read a document" if document else "Describe the camera view", task)
+            if not token.cancelled:
+                task = Task.CAMERA_DOCUMENT if document else Task.CAMERA_SCENE
+                self._describe(image, "Read a document" if document else "Describe the camera view", task)
 
         def failed(exc: BaseException) -> None:
             if not token.cancelled:
-                self._capture_cancel = None
-                self._task_failed(exc, "The camera picture")
+                self.controller.report_error(failure_sentence(exc, "The camera picture"))
 
         self.tasks.run(
             lambda: capture(int(source) if source.isdigit() else source, document=document, cancel=token),
@@ -455,12 +449,6 @@ class SightlineApp(QObject):
             failed,
             name="sightline-camera",
         )
-
-    def cancel_capture(self) -> None:
-        if self._capture_cancel is not None:
-            self._capture_cancel.cancel("stopped")
-            self._capture_cancel = None
-            self.earcons.stop_working()
 
     # -- voice: push-to-talk (app/jobs/push_to_talk.py) --------------------------------------------
 
@@ -479,7 +467,6 @@ class SightlineApp(QObject):
             from app.capture import screen
 
             image = screen.capture_screen()  # the monitor under the pointer
-        self.cancel_capture()
         self.controller.stop()
         self.ptt.press(command_id, image)
 
@@ -510,36 +497,27 @@ class SightlineApp(QObject):
             self.controller.submit_quiet(JobRequest(task=Task.TRANSCRIBE, audio=audio), heard)
             return
         from app.commands.voice import VoiceCommandRecognizer, recognize_explore_phrase
-        from app.inference.screen_map import parse_spoken_action
+        from app.jobs.tasks import failure_sentence
 
         if self._voice is None:
             self._voice = VoiceCommandRecognizer()
         voice, labels = self._voice, explore.labels()
 
         def heard_offline(phrase: str | None) -> None:
-            parsed = parse_spoken_action(phrase) if phrase else None
-            if parsed is None:
+            if phrase is None:
                 self.controller.report_error("I did not catch that. Say click, then the words of an item.")
                 return
             # The grammar puts any speech onto the screen's words (an unrelated sentence can come
-            # out as "click open"), so without the model it only goes to the item and says it;
-            # Enter clicks it, Shift and Enter right-clicks.
-            explore.act_on_phrase(f"find {parsed[1]}")
+            # out as "click open"), so without the model it only goes to the item and says how to
+            # click it.
+            explore.act_on_phrase(phrase, confirm=True)
 
         self.tasks.run(
             lambda: recognize_explore_phrase(audio, labels, voice),
             heard_offline,
-            lambda exc: self._task_failed(exc, "Listening"),
+            lambda exc: self.controller.report_error(failure_sentence(exc, "Listening")),
             name="sightline-voice",
         )
-
-    def _task_failed(self, exc: BaseException, what: str) -> None:
-        """A task of self.tasks failed: its sentence, or a plain one (the traceback goes to the log)."""
-        if isinstance(exc, SightlineError):
-            self.controller.report_error(exc.sentence)
-        else:
-            log.error("%s failed", what, exc_info=exc)
-            self.controller.report_error(f"{what} failed ({type(exc).__name__}). The details are in the log.")
 
     def ask_with_audio(self, audio, image=None) -> None:
         """A spoken question, with or without a picture of the screen."""
@@ -616,8 +594,7 @@ class SightlineApp(QObject):
 
     def cmd_stop(self) -> None:
         self.ptt.abort()
-        self.cancel_capture()
-        self.controller.stop()
+        self.controller.stop()  # a camera picture being taken too
         if self._watch is not None:
             self._watch.stop()  # Stop ends a watch too
 
@@ -733,7 +710,6 @@ class SightlineApp(QObject):
         log.info("shutting down")
         self.worker.cancel_all("quit")
         self.ptt.abort()
-        self.cancel_capture()
         self.model_setup.shutdown()
         if self.hotkeys is not None:
             self.hotkeys.stop()

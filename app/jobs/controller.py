@@ -53,6 +53,7 @@ class JobController(QObject):
         self._job_id: int | None = None
         self._answer: AnswerSpeech | None = None
         self._quiet: Callable[[JobResult], None] | None = None
+        self._capture: CancelToken | None = None  # a picture being taken for the next job
         self._got_chunk = False
         self._submitted_at = 0.0
         self.first_speech_latency: float | None = None
@@ -101,6 +102,16 @@ class JobController(QObject):
         self.worker.submit(request, token)
         return request.job_id
 
+    def begin_capture(self, title: str) -> CancelToken:
+        """A slow capture (a camera picture) for the job that follows: from now on it is the work in
+        progress, so Stop or any other job cancels it through the token returned."""
+        self.stop()
+        self._capture = token = CancelToken()
+        if self.earcons is not None:
+            self.earcons.start_working()
+        self.stateChanged.emit("working", title)
+        return token
+
     def submit_quiet(self, request: JobRequest, on_result: Callable[[JobResult], None]) -> int:
         """Run `request` for Sightline itself (a spoken explore command to transcribe): nothing is
         shown or spoken, `on_result(result)` runs on the GUI thread when it ends. Like any job it
@@ -141,6 +152,9 @@ class JobController(QObject):
         self.announcement.emit(sentence)
 
     def _cancel_current(self, reason: str) -> None:
+        if self._capture is not None:
+            self._capture.cancel(reason)
+            self._capture = None
         if self._token is not None:
             self._token.cancel(reason)
         if self._job_id is not None:

@@ -16,7 +16,18 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from app.core.errors import SightlineError
+
 log = logging.getLogger(__name__)
+
+
+def failure_sentence(exc: BaseException, what: str) -> str:
+    """What the user hears when a task failed: its own sentence, or a plain one naming `what`
+    (the traceback goes to the log, never to the user)."""
+    if isinstance(exc, SightlineError):
+        return exc.sentence
+    log.error("%s failed", what, exc_info=exc)
+    return f"{what} failed ({type(exc).__name__}). The details are in the log."
 
 
 class TaskRunner(QObject):

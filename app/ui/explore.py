@@ -270,9 +270,13 @@ class ExploreWindow(QWidget):
         if item is None:
             self._announce(f"Nothing like {query} here.")
             return None
+        return self._found(item)
+
+    def _found(self, item: Item, how: str = "Enter clicks it.") -> Item:
+        """Say the item found (with where it is, how to act on it, and how many more match)."""
         count = self.map.match_count
         more = f" {count - 1} more with F3." if count > 1 else ""
-        self._show(item, tail=f"Enter clicks it.{more}")
+        self._show(item, tail=f"{how}{more}")
         self._place()
         return item
 
@@ -288,10 +292,12 @@ class ExploreWindow(QWidget):
 
     # -- acting ----------------------------------------------------------------------------------
 
-    def act_on_phrase(self, text: str) -> Item | None:
+    def act_on_phrase(self, text: str, *, confirm: bool = False) -> Item | None:
         """Act on a spoken request ("click Save", "right-click the Save button", "find Cancel"):
-        go to the best match, say it with where it is, then click it (not for find). Returns the
-        item gone to, or None when the phrase is not a request or nothing matches."""
+        go to the best match, say it with where it is, then click it (not for find). With
+        `confirm` (speech heard by a grammar that may force other words onto the screen's) it only
+        goes there and says how to click. Returns the item gone to, or None when the phrase is not
+        a request or nothing matches."""
         parsed = parse_spoken_action(text)
         if parsed is None:
             heard = " ".join(text.split()).rstrip(".")
@@ -312,11 +318,11 @@ class ExploreWindow(QWidget):
             self._announce(f"Nothing like {target} here.")
             return None
         if action == FIND:
-            count = self.map.match_count
-            more = f" {count - 1} more with F3." if count > 1 else ""
-            self._show(item, tail=f"Enter clicks it.{more}")
-            self._place()
-            return item
+            return self._found(item)
+        if confirm:
+            return self._found(
+                item, "Shift and Enter right-clicks it." if action == RIGHT_CLICK else "Enter clicks it."
+            )
         # Said before acting, in one utterance: where it is, then what is done.
         self.item_label.setText(item.text)
         self.where_label.setText(self.map.where(item))
@@ -434,13 +440,13 @@ class ExploreController(QObject):
         texts = (" ".join(item.text.split()) for item in self.window.map.lines())
         return list(dict.fromkeys(text for text in texts if text))
 
-    def act_on_phrase(self, text: str) -> None:
+    def act_on_phrase(self, text: str, *, confirm: bool = False) -> None:
         """A spoken request while exploring: "click Save", "right-click Save", "find Save"
         (see ExploreWindow.act_on_phrase). Says how to open explore when it is not open."""
         if not self.active or self.window is None:
             self._report_error(OPEN_EXPLORE_FIRST)
             return
-        self.window.act_on_phrase(text or "")
+        self.window.act_on_phrase(text or "", confirm=confirm)
 
     def start_region(self) -> None:
         """Choose a region with the region selector, then explore it. The selector starts on the

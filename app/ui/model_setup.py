@@ -12,8 +12,8 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Slot
 
 from app.core.cancel import CancelToken
-from app.core.errors import SightlineError
 from app.core.types import ModelPhase, ModelState
+from app.jobs.tasks import failure_sentence
 from app.settings.schema import Settings
 from app.speech.manager import Priority
 
@@ -117,13 +117,7 @@ class ModelSetup(QObject):
 
         def failed(exc: BaseException) -> None:
             self._download_cancel = None
-            if isinstance(exc, SightlineError):
-                self._say(exc.sentence, Priority.NEXT)
-            else:
-                log.error("download failed", exc_info=exc)
-                self._say(
-                    f"The download failed ({type(exc).__name__}). The details are in the log.", Priority.NEXT
-                )
+            self._say(failure_sentence(exc, "The download"), Priority.NEXT)
 
         self._say("Downloading the model. I will tell you every ten percent.", Priority.NOW)
         self._tasks.run(

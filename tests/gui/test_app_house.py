@@ -74,6 +74,33 @@ def test_the_camera_picture_is_taken_off_the_gui_thread_and_stop_cancels_it(qtbo
     assert not any("camera" in s.lower() for s in spoken(app))  # a cancelled picture is not an error
 
 
+def test_another_job_cancels_a_camera_picture_still_being_taken(qtbot, make_app, monkeypatch):
+    """A question asked while the camera is still being read wins: the picture, when it comes, is
+    not described over it."""
+    import app.capture.camera as camera
+
+    started, ended = threading.Event(), threading.Event()
+
+    def slow_capture(source, *, document=False, cancel=None, **_kw):
+        started.set()
+        try:
+            while not cancel.cancelled:
+                time.sleep(0.01)
+            cancel.raise_if_cancelled()
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(camera, "capture", slow_capture)
+    app = make_app()
+    submits = _recorded_submits(app)
+    app.run_command("describe_camera")
+    assert started.wait(5)
+    app.ask_follow_up("What is on the desk?")
+    assert ended.wait(2)
+    qtbot.wait(200)
+    assert [r.question for r in submits] == ["What is on the desk?"]
+
+
 def test_a_camera_picture_from_a_video_file_is_described(qtbot, make_app, tmp_path):
     from tests.fixtures.media_video import sharp_scene, still_video
 

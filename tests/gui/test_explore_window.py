@@ -217,6 +217,19 @@ def test_find_goes_there_and_says_it_without_clicking_then_enter_clicks(explore,
     assert clicks(explore.events) == [("click", 1760, 1015, "left")]
 
 
+def test_a_request_to_confirm_goes_there_and_says_which_keys_click(explore, qtbot):
+    """Speech heard by the offline grammar: the item is gone to and said, nothing is clicked until
+    the user presses the key that the request named."""
+    window = explore.open_on()
+    explore.act_on_phrase("right click cancel", confirm=True)
+    assert explore.events == [("say", "Cancel, bottom right. Shift and Enter right-clicks it.")]
+    qtbot.wait(3 * 200)
+    assert clicks(explore.events) == [] and explore.active
+    QTest.keyClick(window, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: bool(clicks(explore.events)), timeout=2000)
+    assert clicks(explore.events) == [("click", 1760, 1015, "right")]
+
+
 def test_nothing_like_it_says_so_and_clicks_nothing(explore, qtbot):
     window = explore.open_on()
     QTest.keyClick(window, Qt.Key.Key_End)
