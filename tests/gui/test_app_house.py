@@ -40,35 +40,42 @@ def test_an_unknown_command_is_said_not_raised(qtbot, make_app):
     qtbot.waitUntil(lambda: "Sightline has no command called fly_to_the_moon." in spoken(app), timeout=5000)
 
 
-def test_the_camera_picture_is_taken_off_the_gui_thread_and_stop_cancels_it(qtbot, make_app, monkeypatch):
-    """The camera command returns at once; Stop reaches the capture through its token, and nothing
-    is described afterwards (a camera that opens slowly used to hold every key until 15 frames)."""
-    import app.capture.camera as camera
+class _SlowCamera:
+    """Stands in for app.capture.camera.capture: a camera that is slow to give its picture and,
+    like the real capture between frames, stops with Cancelled once its token is set."""
 
-    started, ended = threading.Event(), threading.Event()
-    seen: dict = {}
+    def __init__(self, monkeypatch):
+        import app.capture.camera as camera
 
-    def slow_capture(source, *, document=False, cancel=None, **_kw):
-        seen["thread"] = threading.current_thread().name
-        started.set()
+        self.started, self.ended = threading.Event(), threading.Event()
+        self.thread = ""
+        monkeypatch.setattr(camera, "capture", self)
+
+    def __call__(self, source, *, document=False, cancel=None, **_kw):
+        self.thread = threading.current_thread().name
+        self.started.set()
         try:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
-                cancel.raise_if_cancelled()  # what the real capture does between frames
+                cancel.raise_if_cancelled()
                 time.sleep(0.01)
             raise AssertionError("the capture was never cancelled")
         finally:
-            ended.set()
+            self.ended.set()
 
-    monkeypatch.setattr(camera, "capture", slow_capture)
+
+def test_the_camera_picture_is_taken_off_the_gui_thread_and_stop_cancels_it(qtbot, make_app, monkeypatch):
+    """The camera command returns at once; Stop reaches the capture through its token, and nothing
+    is described afterwards (a camera that opens slowly used to hold every key until 15 frames)."""
+    camera = _SlowCamera(monkeypatch)
     app = make_app()
     submits = _recorded_submits(app)
     app.run_command("describe_camera")
-    assert started.wait(5)
-    assert not ended.is_set()  # the command returned while the camera was still being read
-    assert seen["thread"] == "sightline-camera"
+    assert camera.started.wait(5)
+    assert not camera.ended.is_set()  # the command returned while the camera was still being read
+    assert camera.thread == "sightline-camera"
     app.run_command("stop")
-    assert ended.wait(2)
+    assert camera.ended.wait(2)
     qtbot.wait(200)
     assert submits == []
     assert not any("camera" in s.lower() for s in spoken(app))  # a cancelled picture is not an error
@@ -77,26 +84,13 @@ def test_the_camera_picture_is_taken_off_the_gui_thread_and_stop_cancels_it(qtbo
 def test_another_job_cancels_a_camera_picture_still_being_taken(qtbot, make_app, monkeypatch):
     """A question asked while the camera is still being read wins: the picture, when it comes, is
     not described over it."""
-    import app.capture.camera as camera
-
-    started, ended = threading.Event(), threading.Event()
-
-    def slow_capture(source, *, document=False, cancel=None, **_kw):
-        started.set()
-        try:
-            while not cancel.cancelled:
-                time.sleep(0.01)
-            cancel.raise_if_cancelled()
-        finally:
-            ended.set()
-
-    monkeypatch.setattr(camera, "capture", slow_capture)
+    camera = _SlowCamera(monkeypatch)
     app = make_app()
     submits = _recorded_submits(app)
     app.run_command("describe_camera")
-    assert started.wait(5)
+    assert camera.started.wait(5)
     app.ask_follow_up("What is on the desk?")
-    assert ended.wait(2)
+    assert camera.ended.wait(2)
     qtbot.wait(200)
     assert [r.question for r in submits] == ["What is on the desk?"]
 
